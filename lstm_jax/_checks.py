@@ -53,7 +53,9 @@ def check_float_array(p: Problems, name: str, x: Any, min_ndim: int, layout: str
         )
         return False
     if x.ndim < min_ndim:
-        p.value(f"`{name}` must have shape {layout} (rank >= {min_ndim}); got {name}.shape={x.shape}.")
+        p.value(
+            f"`{name}` must have shape {layout} (rank >= {min_ndim}); got {name}.shape={x.shape}."
+        )
         return False
     return True
 
@@ -109,7 +111,9 @@ def check_params(p: Problems, cell: Any, params: Any, params_type: type) -> int 
         return None
     w_x = params.w_x
     if not hasattr(w_x, "shape") or len(w_x.shape) != 2:
-        p.value(f"`params.w_x` must be a matrix (input_size, ...); got {getattr(w_x, 'shape', w_x)}.")
+        p.value(
+            f"`params.w_x` must be a matrix (input_size, ...); got {getattr(w_x, 'shape', w_x)}."
+        )
         return None
     check_shapes(p, "params", params, cell.param_shapes(w_x.shape[0]), cell.short_repr())
     return int(w_x.shape[0])

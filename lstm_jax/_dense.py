@@ -51,7 +51,9 @@ class Dense:
     def apply(self, params: DenseParams, x: jax.Array) -> jax.Array:
         p = Problems("Dense.apply")
         if not isinstance(params, DenseParams):
-            p.type(f"`params` must be a DenseParams (from `Dense.init`); got {type(params).__name__}.")
+            p.type(
+                f"`params` must be a DenseParams (from `Dense.init`); got {type(params).__name__}."
+            )
         elif check_float_array(p, "x", x, 1, "(..., features_in)"):
             F = x.shape[-1]
             exp = DenseParams((F, self.features), (self.features,) if self.use_bias else None)

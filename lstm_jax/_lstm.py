@@ -58,7 +58,7 @@ class LSTMLayerNorm(NamedTuple):
 
 
 class LSTMParams(NamedTuple):
-    """Parameters of one LSTM cell. ``G`` is 4 (i, f, g, o), or 3 (i, g, o) without a forget gate."""
+    """Parameters of one LSTM cell; ``G`` is 4 (i, f, g, o), or 3 (i, g, o) without forget gate."""
 
     w_x: jax.Array  # (I, G*H) input weights
     w_h: jax.Array  # (P, G*H) recurrent weights
@@ -252,7 +252,10 @@ class LSTMCell:
             peephole=Peepholes(*(jnp.zeros((H,), dt) for _ in range(3))) if self.peephole else None,
             w_proj=None if self.proj_size is None else kinit(k_p, (H, P), dt),
             layer_norm=LSTMLayerNorm(
-                jnp.ones((G * H,), dt), jnp.ones((G * H,), dt), jnp.ones((H,), dt), jnp.zeros((H,), dt)
+                jnp.ones((G * H,), dt),
+                jnp.ones((G * H,), dt),
+                jnp.ones((H,), dt),
+                jnp.zeros((H,), dt),
             )
             if self.layer_norm
             else None,

@@ -24,7 +24,7 @@ def matmul(a: jax.Array, w: jax.Array, compute_dtype, out_dtype) -> jax.Array:
 
 
 def layer_norm(v: jax.Array, scale: jax.Array, bias: jax.Array | None, eps: float = 1e-5):
-    """Normalises the last axis of ``v`` to zero mean and unit variance, then scales (Ba et al. 2016)."""
+    """Normalises the last axis of ``v`` to zero mean, unit variance; then scales (Ba 2016)."""
     mean = jnp.mean(v, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(v - mean), axis=-1, keepdims=True)
     out = (v - mean) * jax.lax.rsqrt(var + eps) * lead(scale, v.ndim)

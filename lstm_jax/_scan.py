@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lstm_jax._checks import (
     Problems,
@@ -120,7 +121,13 @@ def check_sequence(where, cell, params, xs, carry, lengths, time_major):
             T = xs.shape[0] if time_major else xs.shape[-2]
             batch_shape = xs.shape[1:-1] if time_major else xs.shape[:-2]
             if carry is not None:
-                check_shapes(p, "carry", carry, cell.carry_shapes(batch_shape), f"batch {batch_shape} of `xs`")
+                check_shapes(
+                    p,
+                    "carry",
+                    carry,
+                    cell.carry_shapes(batch_shape),
+                    f"batch {batch_shape} of `xs`",
+                )
             check_lengths(p, lengths, T, batch_shape)
     p.raise_if_any()
     return T, batch_shape
@@ -135,10 +142,12 @@ def check_lengths(p: Problems, lengths: Any, T: int, batch_shape: tuple[int, ...
         return
     if tuple(lengths.shape) != tuple(batch_shape):
         p.value(
-            f"`lengths` must have the batch shape of `xs`, {batch_shape}; got lengths.shape={lengths.shape}."
+            f"`lengths` must have the batch shape of `xs`, {batch_shape}; "
+            f"got lengths.shape={lengths.shape}."
         )
         return
     if is_concrete(lengths):
-        lo, hi = (int(lengths.min()), int(lengths.max())) if lengths.size else (0, 0)
+        values = np.asarray(lengths)  # concrete: plain NumPy, no trace even inside jit
+        lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
         if lo < 0 or hi > T:
             p.value(f"`lengths` must lie in [0, T={T}]; got values from {lo} to {hi}.")

@@ -55,7 +55,9 @@ class SimpleRNNCell:
         check_size("SimpleRNNCell", "hidden_size", self.hidden_size)
         resolve_activation(self.activation, "SimpleRNNCell", "activation")
         resolve_initializer(self.kernel_init, self.hidden_size, "SimpleRNNCell", "kernel_init")
-        resolve_initializer(self.recurrent_init, self.hidden_size, "SimpleRNNCell", "recurrent_init")
+        resolve_initializer(
+            self.recurrent_init, self.hidden_size, "SimpleRNNCell", "recurrent_init"
+        )
 
     @property
     def params_type(self) -> type:
@@ -87,7 +89,9 @@ class SimpleRNNCell:
     def initial_carry(self, batch_shape: tuple[int, ...] = ()) -> jax.Array:
         return jnp.zeros((*tuple(batch_shape), self.hidden_size), self.param_dtype)
 
-    def __call__(self, params: SimpleRNNParams, carry: jax.Array, x: jax.Array, *, recurrent_mask=None):
+    def __call__(
+        self, params: SimpleRNNParams, carry: jax.Array, x: jax.Array, *, recurrent_mask=None
+    ):
         """One step: ``h_{t-1}: (..., H)``, ``x: (..., I)`` -> ``(h_t, y_t = h_t)``."""
         self.check(params, carry, x, where="SimpleRNNCell.__call__")
         act = resolve_activation(self.activation, "SimpleRNNCell", "activation")

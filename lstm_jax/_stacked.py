@@ -101,7 +101,9 @@ class StackedRNN:
         def one():
             return self.cell.initial_carry(batch_shape)
 
-        return tuple(LayerState(one(), one() if self.bidirectional else None) for _ in range(self.num_layers))
+        return tuple(
+            LayerState(one(), one() if self.bidirectional else None) for _ in range(self.num_layers)
+        )
 
     def apply(self, params, xs, carry=None, *, lengths=None, key=None):
         """Runs the stack over ``xs``.
@@ -142,9 +144,16 @@ class StackedRNN:
             keep = 1.0 - self.recurrent_dropout
             mask = jax.random.bernoulli(key, keep, shape).astype(xs.dtype) / keep
         return scan(
-            self.cell, params, xs, carry, lengths=lengths, reverse=reverse,
-            time_major=self.time_major, unroll=self.unroll, recurrent_mask=mask,
-        )  # fmt: skip
+            self.cell,
+            params,
+            xs,
+            carry,
+            lengths=lengths,
+            reverse=reverse,
+            time_major=self.time_major,
+            unroll=self.unroll,
+            recurrent_mask=mask,
+        )
 
     def _batch_shape(self, xs) -> tuple[int, ...]:
         return tuple(xs.shape[1:-1] if self.time_major else xs.shape[:-2])
@@ -157,17 +166,28 @@ class StackedRNN:
     def _check(self, params, xs, carry, lengths) -> None:
         where = f"{type(self).__name__}.apply"
         p = Problems(where)
-        if not isinstance(params, tuple) or len(params) != self.num_layers or not all(
-            isinstance(lp, LayerParams) for lp in params
+        if (
+            not isinstance(params, tuple)
+            or len(params) != self.num_layers
+            or not all(isinstance(lp, LayerParams) for lp in params)
         ):
             p.type(
                 f"`params` must be a tuple of {self.num_layers} LayerParams (from `init`); got "
                 f"{_describe(params)}."
             )
         elif self.bidirectional != all(lp.backward is not None for lp in params):
-            p.value(f"`params` must {'' if self.bidirectional else 'not '}hold backward cells (bidirectional={self.bidirectional}).")
-        if carry is not None and (not isinstance(carry, tuple) or len(carry) != self.num_layers):
-            p.type(f"`carry` must be a tuple of {self.num_layers} LayerState; got {_describe(carry)}.")
+            p.value(
+                f"`params` must {'' if self.bidirectional else 'not '}hold backward cells "
+                f"(bidirectional={self.bidirectional})."
+            )
+        if carry is not None and (
+            not isinstance(carry, tuple)
+            or len(carry) != self.num_layers
+            or not all(isinstance(c, LayerState) for c in carry)
+        ):
+            p.type(
+                f"`carry` must be a tuple of {self.num_layers} LayerState; got {_describe(carry)}."
+            )
         p.raise_if_any()
         c0 = None if carry is None else carry[0].forward
         check_sequence(where, self.cell, params[0].forward, xs, c0, lengths, self.time_major)
@@ -175,7 +195,8 @@ class StackedRNN:
 
 def _describe(x) -> str:
     if isinstance(x, tuple):
-        return f"{type(x).__name__} of {len(x)} ({', '.join(type(e).__name__ for e in x[:3])}{', ...' if len(x) > 3 else ''})"
+        kinds = ", ".join(type(e).__name__ for e in x[:3]) + (", ..." if len(x) > 3 else "")
+        return f"{type(x).__name__} of {len(x)} ({kinds})"
     return type(x).__name__
 
 
@@ -198,7 +219,9 @@ def LSTM(
     ``init(key, input_size=1)``.
     """
     cell = LSTMCell(hidden_size, proj_size=proj_size, **cell_options)
-    return StackedRNN(cell, num_layers, bidirectional, dropout, recurrent_dropout, time_major, unroll)
+    return StackedRNN(
+        cell, num_layers, bidirectional, dropout, recurrent_dropout, time_major, unroll
+    )
 
 
 def GRU(
@@ -214,7 +237,9 @@ def GRU(
 ) -> StackedRNN:
     """A stacked (optionally bidirectional) GRU: ``StackedRNN(GRUCell(hidden_size, ...))``."""
     cell = GRUCell(hidden_size, **cell_options)
-    return StackedRNN(cell, num_layers, bidirectional, dropout, recurrent_dropout, time_major, unroll)
+    return StackedRNN(
+        cell, num_layers, bidirectional, dropout, recurrent_dropout, time_major, unroll
+    )
 
 
 def SimpleRNN(
@@ -230,4 +255,6 @@ def SimpleRNN(
 ) -> StackedRNN:
     """A stacked (optionally bidirectional) tanh RNN: ``StackedRNN(SimpleRNNCell(...))``."""
     cell = SimpleRNNCell(hidden_size, **cell_options)
-    return StackedRNN(cell, num_layers, bidirectional, dropout, recurrent_dropout, time_major, unroll)
+    return StackedRNN(
+        cell, num_layers, bidirectional, dropout, recurrent_dropout, time_major, unroll
+    )

@@ -16,7 +16,10 @@ def randomize(params, key, scale=0.5):
     """Replaces every leaf with N(0, scale^2) noise, so zero/one init values hide nothing."""
     leaves, tree = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
-    new = [scale * jax.random.normal(k, leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves)]
+    new = [
+        scale * jax.random.normal(k, leaf.shape, leaf.dtype)
+        for k, leaf in zip(keys, leaves, strict=True)
+    ]
     return jax.tree.unflatten(tree, new)
 
 
@@ -25,4 +28,6 @@ def normal(key, shape, dtype=None):
 
 
 def assert_close(a, b, rtol=RTOL, atol=ATOL):
-    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(
+        np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol
+    )

@@ -36,8 +36,20 @@ def textbook_lstm_weights(params, hidden_size: int, forget_gate: bool = True):
     return out
 
 
-def lstm_step(params, h, c, x, *, hidden_size, forget_gate=True, peephole=False,
-              proj=False, layer_norm_on=False, sigma=sigmoid, act=np.tanh):  # fmt: skip
+def lstm_step(
+    params,
+    h,
+    c,
+    x,
+    *,
+    hidden_size,
+    forget_gate=True,
+    peephole=False,
+    proj=False,
+    layer_norm_on=False,
+    sigma=sigmoid,
+    act=np.tanh,
+):
     """One step for one example: ``h: (P,)``, ``c: (H,)``, ``x: (I,)``."""
     W = textbook_lstm_weights(params, hidden_size, forget_gate)
     hx = np.concatenate([h, x])
@@ -55,8 +67,15 @@ def lstm_step(params, h, c, x, *, hidden_size, forget_gate=True, peephole=False,
         return (zx + zh)[j * H : (j + 1) * H] + W["b_" + k]
 
     pp = params.peephole
-    w_ci, w_cf, w_co = (np.zeros(hidden_size),) * 3 if pp is None else (
-        np.asarray(pp.w_ci, np.float64), np.asarray(pp.w_cf, np.float64), np.asarray(pp.w_co, np.float64))  # fmt: skip
+    w_ci, w_cf, w_co = (
+        (np.zeros(hidden_size),) * 3
+        if pp is None
+        else (
+            np.asarray(pp.w_ci, np.float64),
+            np.asarray(pp.w_cf, np.float64),
+            np.asarray(pp.w_co, np.float64),
+        )
+    )
     f = sigma(pre("f") + w_cf * c) if forget_gate else np.ones(hidden_size)
     i = sigma(pre("i") + w_ci * c)
     c_tilde = act(pre("g"))
@@ -64,7 +83,9 @@ def lstm_step(params, h, c, x, *, hidden_size, forget_gate=True, peephole=False,
     o = sigma(pre("o") + w_co * c_new)
     if layer_norm_on:
         ln = params.layer_norm
-        h_new = o * act(layer_norm(c_new, np.asarray(ln.scale_c, np.float64), np.asarray(ln.bias_c, np.float64)))
+        h_new = o * act(
+            layer_norm(c_new, np.asarray(ln.scale_c, np.float64), np.asarray(ln.bias_c, np.float64))
+        )
     else:
         h_new = o * act(c_new)
     if proj:
@@ -92,7 +113,9 @@ def gru_step(params, h, x, *, hidden_size, reset_after=True):
 
 def rnn_step(params, h, x):
     b = 0.0 if params.b is None else np.asarray(params.b, np.float64)
-    return np.tanh(np.asarray(params.w_x, np.float64).T @ x + np.asarray(params.w_h, np.float64).T @ h + b)
+    return np.tanh(
+        np.asarray(params.w_x, np.float64).T @ x + np.asarray(params.w_h, np.float64).T @ h + b
+    )
 
 
 def run_sequence(step, carry, xs, length=None, reverse=False):

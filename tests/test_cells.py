@@ -32,12 +32,22 @@ def test_lstm_step_matches_numpy(options, batch_shape):
     k1, k2, k3, k4 = jax.random.split(jax.random.key(0), 4)
     params = randomize(cell.init(k1, I), k2)
     x = normal(k3, (*batch_shape, I))
-    carry = lj.LSTMState(*(normal(k, s) for k, s in zip(jax.random.split(k4), cell.carry_shapes(batch_shape))))
+    carry = lj.LSTMState(
+        *(
+            normal(k, s)
+            for k, s in zip(jax.random.split(k4), cell.carry_shapes(batch_shape), strict=True)
+        )
+    )
     new, y = cell(params, carry, x)
     step = functools.partial(
-        lstm_step, params, hidden_size=H, forget_gate=cell.forget_gate, peephole=cell.peephole,
-        proj=cell.proj_size is not None, layer_norm_on=cell.layer_norm,
-    )  # fmt: skip
+        lstm_step,
+        params,
+        hidden_size=H,
+        forget_gate=cell.forget_gate,
+        peephole=cell.peephole,
+        proj=cell.proj_size is not None,
+        layer_norm_on=cell.layer_norm,
+    )
     hs, cs = np.asarray(carry.h, np.float64), np.asarray(carry.c, np.float64)
     xs = np.asarray(x, np.float64)
     for idx in np.ndindex(*batch_shape):
@@ -50,12 +60,23 @@ def test_lstm_step_matches_numpy(options, batch_shape):
 def test_lstm_hard_sigmoid_and_relu_activations():
     cell = lj.LSTMCell(4, gate_activation="hard_sigmoid", activation="relu", param_dtype=FLOAT)
     params = randomize(cell.init(jax.random.key(1), 3), jax.random.key(2))
-    x, h, c = normal(jax.random.key(3), (3,)), normal(jax.random.key(4), (4,)), normal(jax.random.key(5), (4,))
+    x, h, c = (
+        normal(jax.random.key(3), (3,)),
+        normal(jax.random.key(4), (4,)),
+        normal(jax.random.key(5), (4,)),
+    )
     new, _ = cell(params, lj.LSTMState(h, c), x)
     hard = lambda z: np.clip(z / 6 + 0.5, 0, 1)  # noqa: E731
     relu = lambda z: np.maximum(z, 0)  # noqa: E731
-    h_ref, c_ref = lstm_step(params, np.asarray(h, np.float64), np.asarray(c, np.float64), np.asarray(x, np.float64),
-                             hidden_size=4, sigma=hard, act=relu)  # fmt: skip
+    h_ref, c_ref = lstm_step(
+        params,
+        np.asarray(h, np.float64),
+        np.asarray(c, np.float64),
+        np.asarray(x, np.float64),
+        hidden_size=4,
+        sigma=hard,
+        act=relu,
+    )
     assert_close(new.h, h_ref)
     assert_close(new.c, c_ref)
 
@@ -66,11 +87,19 @@ def test_lstm_hard_sigmoid_and_relu_activations():
 def test_gru_step_matches_numpy(reset_after, use_bias, batch_shape):
     cell = lj.GRUCell(5, reset_after=reset_after, use_bias=use_bias, param_dtype=FLOAT)
     params = randomize(cell.init(jax.random.key(0), 4), jax.random.key(1))
-    x, h = normal(jax.random.key(2), (*batch_shape, 4)), normal(jax.random.key(3), (*batch_shape, 5))
+    x, h = (
+        normal(jax.random.key(2), (*batch_shape, 4)),
+        normal(jax.random.key(3), (*batch_shape, 5)),
+    )
     new, y = cell(params, h, x)
     for idx in np.ndindex(*batch_shape):
-        ref = gru_step(params, np.asarray(h, np.float64)[idx], np.asarray(x, np.float64)[idx],
-                       hidden_size=5, reset_after=reset_after)  # fmt: skip
+        ref = gru_step(
+            params,
+            np.asarray(h, np.float64)[idx],
+            np.asarray(x, np.float64)[idx],
+            hidden_size=5,
+            reset_after=reset_after,
+        )
         assert_close(new[idx], ref)
         assert_close(y[idx], ref)
 
@@ -79,10 +108,16 @@ def test_gru_step_matches_numpy(reset_after, use_bias, batch_shape):
 def test_simple_rnn_step_matches_numpy(batch_shape):
     cell = lj.SimpleRNNCell(5, param_dtype=FLOAT)
     params = randomize(cell.init(jax.random.key(0), 3), jax.random.key(1))
-    x, h = normal(jax.random.key(2), (*batch_shape, 3)), normal(jax.random.key(3), (*batch_shape, 5))
+    x, h = (
+        normal(jax.random.key(2), (*batch_shape, 3)),
+        normal(jax.random.key(3), (*batch_shape, 5)),
+    )
     new, _ = cell(params, h, x)
     for idx in np.ndindex(*batch_shape):
-        assert_close(new[idx], rnn_step(params, np.asarray(h, np.float64)[idx], np.asarray(x, np.float64)[idx]))
+        assert_close(
+            new[idx],
+            rnn_step(params, np.asarray(h, np.float64)[idx], np.asarray(x, np.float64)[idx]),
+        )
 
 
 def test_lstm_init_layout_and_forget_bias():
@@ -121,14 +156,18 @@ def test_bf16_compute_keeps_f32_params_and_carry():
     params = cell.init(jax.random.key(0), 8)
     x = jax.random.normal(jax.random.key(1), (4, 20, 8), jnp.float32)
     carry, ys = lj.scan(cell, params, x)
-    assert ys.dtype == jnp.bfloat16 and carry.c.dtype == jnp.float32 and carry.h.dtype == jnp.float32
+    assert (
+        ys.dtype == jnp.bfloat16 and carry.c.dtype == jnp.float32 and carry.h.dtype == jnp.float32
+    )
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
     ref_carry, ref = lj.scan(lj.LSTMCell(32), params, x)
     # bf16 products carry ~3 significant digits; the documented tolerance is 2e-2.
     np.testing.assert_allclose(np.asarray(ys, np.float32), ref, atol=2e-2)
     np.testing.assert_allclose(carry.c, ref_carry.c, atol=2e-2)
     grads = jax.grad(lambda p: jnp.mean(lj.scan(cell, p, x)[1].astype(jnp.float32) ** 2))(params)
-    assert all(g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+    assert all(
+        g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads)
+    )
 
 
 def test_gates_are_returned_and_consistent():

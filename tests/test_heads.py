@@ -27,7 +27,9 @@ def test_attention_matches_numpy_and_ignores_padding():
     for b, n in enumerate([5, 2, 0]):
         h = np.asarray(hs[b, :n], np.float64)
         e = np.tanh(h @ P.w + P.b) @ P.v
-        alpha = np.exp(e - e.max(initial=0)) / np.exp(e - e.max(initial=0)).sum() if n else np.zeros(0)
+        alpha = (
+            np.exp(e - e.max(initial=0)) / np.exp(e - e.max(initial=0)).sum() if n else np.zeros(0)
+        )
         np.testing.assert_allclose(w[b, :n], alpha, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(w[b, n:], 0.0)
         np.testing.assert_allclose(ctx[b], alpha @ h if n else np.zeros(4), rtol=1e-5, atol=1e-6)
@@ -42,7 +44,9 @@ def test_last_step_picks_each_examples_last_valid_output():
     np.testing.assert_array_equal(out[0], ys[0, 1])
     np.testing.assert_array_equal(out[1], 0.0)
     np.testing.assert_array_equal(lj.last_step(ys), ys[:, -1])
-    np.testing.assert_array_equal(lj.last_step(jnp.swapaxes(ys, 0, 1), jnp.array([2, 0]), time_major=True), out)
+    np.testing.assert_array_equal(
+        lj.last_step(jnp.swapaxes(ys, 0, 1), jnp.array([2, 0]), time_major=True), out
+    )
 
 
 def test_last_step_equals_final_carry_h():

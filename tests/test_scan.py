@@ -3,8 +3,8 @@
 import functools
 
 import jax
-import jax.test_util  # noqa: F401  (check_grads)
 import jax.numpy as jnp
+import jax.test_util  # noqa: F401  (check_grads)
 import numpy as np
 import pytest
 from helpers import FLOAT, assert_close, normal, randomize
@@ -17,7 +17,9 @@ pytestmark = pytest.mark.x64
 
 def _numpy_step(cell, params):
     if isinstance(cell, lj.LSTMCell):
-        step = functools.partial(lstm_step, params, hidden_size=cell.hidden_size, proj=cell.proj_size is not None)
+        step = functools.partial(
+            lstm_step, params, hidden_size=cell.hidden_size, proj=cell.proj_size is not None
+        )
         return lambda carry, x: step(*carry, x)
     return lambda h, x: gru_step(params, h, x, hidden_size=cell.hidden_size)
 
@@ -28,8 +30,15 @@ def _np_carry(cell, carry, idx):
     return np.asarray(carry, np.float64)[idx]
 
 
-@pytest.mark.parametrize("cell", [lj.LSTMCell(4, param_dtype=FLOAT), lj.LSTMCell(5, proj_size=2, param_dtype=FLOAT),
-                                  lj.GRUCell(4, param_dtype=FLOAT)], ids=lambda c: c.short_repr())  # fmt: skip
+@pytest.mark.parametrize(
+    "cell",
+    [
+        lj.LSTMCell(4, param_dtype=FLOAT),
+        lj.LSTMCell(5, proj_size=2, param_dtype=FLOAT),
+        lj.GRUCell(4, param_dtype=FLOAT),
+    ],
+    ids=lambda c: c.short_repr(),
+)
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("with_lengths", [False, True])
 @pytest.mark.parametrize("time_major", [False, True])
@@ -37,17 +46,32 @@ def test_scan_matches_python_loop(cell, reverse, with_lengths, time_major):
     B, T, I = 3, 6, 2
     params = randomize(cell.init(jax.random.key(0), I), jax.random.key(1))
     xs = normal(jax.random.key(2), (B, T, I))
-    carry0 = jax.tree.map(lambda s: normal(jax.random.key(3), s), cell.carry_shapes((B,)),
-                          is_leaf=lambda s: type(s) is tuple)  # fmt: skip
+    carry0 = jax.tree.map(
+        lambda s: normal(jax.random.key(3), s),
+        cell.carry_shapes((B,)),
+        is_leaf=lambda s: type(s) is tuple,
+    )
     lengths = jnp.array([6, 3, 0]) if with_lengths else None
-    carry, ys = lj.scan(cell, params, jnp.swapaxes(xs, 0, 1) if time_major else xs, carry0,
-                        lengths=lengths, reverse=reverse, time_major=time_major)  # fmt: skip
+    carry, ys = lj.scan(
+        cell,
+        params,
+        jnp.swapaxes(xs, 0, 1) if time_major else xs,
+        carry0,
+        lengths=lengths,
+        reverse=reverse,
+        time_major=time_major,
+    )
     if time_major:
         ys = jnp.swapaxes(ys, 0, 1)
     step = _numpy_step(cell, params)
     for b in range(B):
-        ref_carry, ref_ys = run_sequence(step, _np_carry(cell, carry0, b), np.asarray(xs[b], np.float64),
-                                         None if lengths is None else lengths[b], reverse)  # fmt: skip
+        ref_carry, ref_ys = run_sequence(
+            step,
+            _np_carry(cell, carry0, b),
+            np.asarray(xs[b], np.float64),
+            None if lengths is None else lengths[b],
+            reverse,
+        )
         assert_close(ys[b], ref_ys)
         for leaf, ref in zip(jax.tree.leaves(carry), jax.tree.leaves(ref_carry), strict=True):
             assert_close(leaf[b], ref)
@@ -78,11 +102,13 @@ def test_jit_vmap_and_python_loop_agree():
     for t in range(7):
         new, y = cell(params, carry, xs[:, t])
         ok = (t < lengths)[:, None]
-        carry = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, carry)
+        carry = jax.tree.map(lambda n, o, ok=ok: jnp.where(ok, n, o), new, carry)
         outs.append(jnp.where(ok, y, 0.0))
     loop = (carry, jnp.stack(outs, 1))
     for other in (jitted, vmapped, loop):
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), eager, other)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), eager, other
+        )
 
 
 @pytest.mark.parametrize("unroll", [1, 3, True])
@@ -95,7 +121,9 @@ def test_unroll_does_not_change_results(unroll):
     jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6), a, b)
 
 
-@pytest.mark.parametrize("cell", [lj.LSTMCell(3), lj.GRUCell(3), lj.SimpleRNNCell(3)], ids=lambda c: c.short_repr())
+@pytest.mark.parametrize(
+    "cell", [lj.LSTMCell(3), lj.GRUCell(3), lj.SimpleRNNCell(3)], ids=lambda c: c.short_repr()
+)
 def test_padded_example_equals_unpadded(cell):
     params = randomize(cell.init(jax.random.key(0), 2), jax.random.key(1))
     x = jax.random.normal(jax.random.key(2), (4, 2))
@@ -105,7 +133,9 @@ def test_padded_example_equals_unpadded(cell):
         c_ref, y_ref = lj.scan(cell, params, x[None], reverse=reverse)
         np.testing.assert_allclose(y_pad[:, :4], y_ref, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(y_pad[:, 4:], 0.0)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), c_pad, c_ref)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), c_pad, c_ref
+        )
 
 
 def test_reverse_equals_flipped_forward():
@@ -128,12 +158,25 @@ def test_lengths_out_of_range_under_jit_give_nan_not_silent_numbers():
     assert not bool(jnp.any(jnp.isnan(ys)))
 
 
-@pytest.mark.parametrize("cell", [lj.LSTMCell(3, peephole=True, proj_size=2, layer_norm=True, param_dtype=FLOAT),
-                                  lj.GRUCell(3, param_dtype=FLOAT), lj.GRUCell(3, reset_after=False, param_dtype=FLOAT),
-                                  lj.SimpleRNNCell(3, param_dtype=FLOAT)],
-                         ids=lambda c: c.short_repr())  # fmt: skip
+@pytest.mark.parametrize(
+    "cell",
+    [
+        lj.LSTMCell(3, peephole=True, proj_size=2, layer_norm=True, param_dtype=FLOAT),
+        lj.GRUCell(3, param_dtype=FLOAT),
+        lj.GRUCell(3, reset_after=False, param_dtype=FLOAT),
+        lj.SimpleRNNCell(3, param_dtype=FLOAT),
+    ],
+    ids=lambda c: c.short_repr(),
+)
 def test_check_grads_through_scan(cell):
-    params = randomize(cell.init(jax.random.key(0), 2, ), jax.random.key(1), 0.3)
+    params = randomize(
+        cell.init(
+            jax.random.key(0),
+            2,
+        ),
+        jax.random.key(1),
+        0.3,
+    )
     xs = jax.random.normal(jax.random.key(2), (2, 4, 2), FLOAT)
     lengths = jnp.array([4, 2])
 
@@ -143,4 +186,12 @@ def test_check_grads_through_scan(cell):
 
     eps = 1e-4 if FLOAT == jnp.float64 else 1e-2
     tol = 1e-5 if FLOAT == jnp.float64 else 5e-2
-    jax.test_util.check_grads(f, (params, xs), order=2 if FLOAT == jnp.float64 else 1, modes=["rev"], eps=eps, atol=tol, rtol=tol)
+    jax.test_util.check_grads(
+        f,
+        (params, xs),
+        order=2 if FLOAT == jnp.float64 else 1,
+        modes=["rev"],
+        eps=eps,
+        atol=tol,
+        rtol=tol,
+    )

@@ -39,7 +39,7 @@ def test_bidirectional_with_lengths_equals_trimmed_sequences(make):
         ys_b, carry_b = rnn.apply(params, xs[b, :n])  # unbatched, trimmed
         _close(ys[b, :n], ys_b)
         np.testing.assert_array_equal(ys[b, n:], 0.0)
-        _close(jax.tree.map(lambda a: a[b], carry), carry_b)
+        _close(jax.tree.map(lambda a, b=b: a[b], carry), carry_b)
 
 
 def test_backward_direction_reads_each_example_reversed_within_its_length():
