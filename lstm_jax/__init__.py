@@ -5,6 +5,7 @@ carries are NamedTuple pytrees; sequences run through ``jax.lax.scan``.
 """
 
 from lstm_jax._attention import AdditiveAttention, AttentionParams
+from lstm_jax._convlstm import ConvLSTMCell, ConvLSTMParams
 from lstm_jax._dense import Dense, DenseParams
 from lstm_jax._gru import GRUCell, GRUGates, GRUParams
 from lstm_jax._lstm import (
@@ -26,6 +27,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AdditiveAttention",
     "AttentionParams",
+    "ConvLSTMCell",
+    "ConvLSTMParams",
     "Dense",
     "DenseParams",
     "GRU",
