@@ -21,6 +21,9 @@ from lstm_jax._scan import scan
 from lstm_jax._sequence_ops import dropout, last_step, reverse_padded, sequence_mask
 from lstm_jax._simple_rnn import SimpleRNNCell, SimpleRNNParams
 from lstm_jax._stacked import GRU, LSTM, LayerParams, LayerState, SimpleRNN, StackedRNN
+from lstm_jax._train import TrainState, init_train_state, make_eval_step, make_train_step
+from lstm_jax._train_fit import FitResult, fit
+from lstm_jax.checkpoint import load_params, save_params
 
 __version__ = "0.1.0"
 
@@ -31,6 +34,7 @@ __all__ = [
     "ConvLSTMParams",
     "Dense",
     "DenseParams",
+    "FitResult",
     "GRU",
     "GRUCell",
     "GRUGates",
@@ -48,10 +52,17 @@ __all__ = [
     "SimpleRNNCell",
     "SimpleRNNParams",
     "StackedRNN",
+    "TrainState",
     "dropout",
+    "fit",
+    "init_train_state",
     "last_step",
+    "load_params",
     "lstm_equations",
+    "make_eval_step",
+    "make_train_step",
     "reverse_padded",
+    "save_params",
     "scan",
     "sequence_mask",
 ]

@@ -4,6 +4,7 @@ Everything here works offline: synthetic generators are pure functions of a PRNG
 real series and the text corpus ship inside the package.
 """
 
+from lstm_jax.data._batching import batch_order, pad_sequences
 from lstm_jax.data._synthetic import (
     adding_problem,
     copy_task,
@@ -11,8 +12,26 @@ from lstm_jax.data._synthetic import (
     sine_classification,
     synthetic_series,
 )
+from lstm_jax.data._windows import (
+    Normalizer,
+    denormalize,
+    fit_normalizer,
+    normalize,
+    sliding_windows,
+    split_series,
+    split_windows,
+)
 
 __all__ = [
+    "Normalizer",
+    "batch_order",
+    "denormalize",
+    "fit_normalizer",
+    "normalize",
+    "pad_sequences",
+    "sliding_windows",
+    "split_series",
+    "split_windows",
     "adding_problem",
     "copy_task",
     "copy_task_baseline",
