@@ -29,7 +29,13 @@ def activation_name(fn: Any) -> str | None:
 
 
 def check_plain_cell(
-    where: str, arg: str, cell: Any, peer: str, allow_proj: bool, any_activation: bool = False
+    where: str,
+    arg: str,
+    cell: Any,
+    peer: str,
+    allow_proj: bool,
+    any_activation: bool = False,
+    reset_before_ok: bool = False,
 ) -> None:
     """Raises ValueError naming every option of ``cell`` that ``peer`` cannot express."""
     p = Problems(where)
@@ -50,7 +56,7 @@ def check_plain_cell(
                 bad.append(f"{name}={getattr(cell, name)!r}")
         if cell.proj_size is not None and not allow_proj:
             bad.append(f"proj_size={cell.proj_size!r}")
-    if isinstance(cell, GRUCell) and not cell.reset_after:
+    if isinstance(cell, GRUCell) and not cell.reset_after and not reset_before_ok:
         bad.append("reset_after=False")
     for b in bad:
         p.value(f"`{arg}` has {b}, which {peer} cannot express.")
