@@ -23,6 +23,7 @@ from lstm_jax._simple_rnn import SimpleRNNCell, SimpleRNNParams
 from lstm_jax._stacked import GRU, LSTM, LayerParams, LayerState, SimpleRNN, StackedRNN
 from lstm_jax._train import TrainState, init_train_state, make_eval_step, make_train_step
 from lstm_jax._train_fit import FitResult, fit
+from lstm_jax._train_tbptt import fit_tbptt, make_tbptt_step, reset_carry, stream_chunks
 from lstm_jax.checkpoint import load_params, save_params
 
 __version__ = "0.1.0"
@@ -55,14 +56,18 @@ __all__ = [
     "TrainState",
     "dropout",
     "fit",
+    "fit_tbptt",
     "init_train_state",
     "last_step",
     "load_params",
     "lstm_equations",
     "make_eval_step",
+    "make_tbptt_step",
     "make_train_step",
+    "reset_carry",
     "reverse_padded",
     "save_params",
     "scan",
     "sequence_mask",
+    "stream_chunks",
 ]
