@@ -78,12 +78,12 @@ def check_layer_params(where: str, layer: StackedRNN, params: Any) -> list[int]:
         )
         p.raise_if_any()
     sizes = []
-    for lp in params:
-        sizes.append(check_params(p, layer.cell, lp.forward, layer.cell.params_type))
+    for k, lp in enumerate(params):
+        sizes.append(_check_named(p, layer.cell, lp.forward, f"params[{k}].forward"))
         if layer.bidirectional != (lp.backward is not None):
             p.value(f"`params` must hold backward cells iff bidirectional={layer.bidirectional}.")
         elif lp.backward is not None:
-            check_params(p, layer.cell, lp.backward, layer.cell.params_type)
+            _check_named(p, layer.cell, lp.backward, f"params[{k}].backward")
     p.raise_if_any()
     return sizes
 
@@ -93,4 +93,13 @@ def check_cell_params(where: str, cell: Any, params: Any) -> int:
     p = Problems(where)
     size = check_params(p, cell, params, cell.params_type)
     p.raise_if_any()
+    return size
+
+
+def _check_named(p: Problems, cell: Any, params: Any, name: str) -> int | None:
+    """``check_params`` with its messages naming ``name`` instead of ``params``."""
+    sub = Problems(p.where)
+    size = check_params(sub, cell, params, cell.params_type)
+    p.type_errors += [m.replace("`params", f"`{name}", 1) for m in sub.type_errors]
+    p.value_errors += [m.replace("`params", f"`{name}", 1) for m in sub.value_errors]
     return size

@@ -41,7 +41,7 @@ def _np(t: Any) -> np.ndarray:
     return np.asarray(t)
 
 
-def from_torch(peer: Any, *, batch_first: bool | None = None):
+def from_torch(peer: Any, *, batch_first: bool | None = None, nonlinearity: str | None = None):
     """Converts a PyTorch recurrent module (or its ``state_dict``) to lstm_jax.
 
     Args:
@@ -52,6 +52,8 @@ def from_torch(peer: Any, *, batch_first: bool | None = None):
         for an LSTM, ``(3H, H)`` for a GRU, ``(H, H)`` for a tanh RNN).
       batch_first: layout of the inputs the converted layer takes; default: the module's own,
         or PyTorch's default ``False`` for a state dict.
+      nonlinearity: ``"tanh"`` or ``"relu"``, for the state dict of an ``nn.RNN``; default:
+        the module's own, or ``"tanh"``.
 
     Returns:
       ``(layer, params)``: a :class:`~lstm_jax.StackedRNN` with ``time_major = not batch_first``
@@ -73,7 +75,11 @@ def from_torch(peer: Any, *, batch_first: bool | None = None):
     sd = {k: _np(v) for k, v in sd.items()}
     cfg = _infer_config(where, mode, is_cell, sd)
     _check_state_dict(where, sd, _expected_shapes(mode, is_cell, cfg))
-    cell = _make_cell(mode, cfg, opts.get("nonlinearity", "tanh"), sd)
+    if nonlinearity not in (None, "tanh", "relu"):
+        raise ValueError(
+            f"`{where}`: `nonlinearity` must be 'tanh' or 'relu'; got {nonlinearity!r}."
+        )
+    cell = _make_cell(mode, cfg, nonlinearity or opts.get("nonlinearity", "tanh"), sd)
     if is_cell:
         return cell, _cell_params(mode, cell, sd, "")
     bf = opts.get("batch_first", False) if batch_first is None else batch_first
@@ -236,7 +242,7 @@ def to_torch(layer: Any, params: Any):
     where = "to_torch"
     is_cell = not isinstance(layer, StackedRNN)
     cell = layer if is_cell else layer.cell
-    check_plain_cell(where, "layer" if is_cell else "layer.cell", cell, "PyTorch", not is_cell)
+    check_plain_cell(where, "layer" if is_cell else "layer.cell", cell, "PyTorch", True)
     if isinstance(cell, SimpleRNNCell) and activation_name(cell.activation) not in ("tanh", "relu"):
         raise ValueError(
             f"`{where}`: `layer` has activation={cell.activation!r}; torch.nn.RNN offers only "
@@ -268,7 +274,7 @@ def to_torch(layer: Any, params: Any):
     sd = {}
     for s, p in cell_sd:
         sd.update(_torch_entries(cell, p, s))
-    module.load_state_dict({k: torch.from_numpy(v).to(dtype) for k, v in sd.items()})
+    module.load_state_dict({k: torch.tensor(np.array(v), dtype=dtype) for k, v in sd.items()})
     return module
 
 
