@@ -73,7 +73,7 @@ def from_flax(peer: Any, *, gate_activation: Any = "sigmoid", activation: Any = 
     if name in _CELL_NAMES and not isinstance(peer, Mapping) and hasattr(peer, "hidden_features"):
         from flax import nnx
 
-        tree = nnx.state(peer, nnx.Param).to_pure_dict()
+        tree = nnx.to_pure_dict(nnx.state(peer, nnx.Param))
         gate_activation = getattr(peer, "gate_fn", gate_activation)
         activation = getattr(peer, "activation_fn", activation)
         residual = bool(getattr(peer, "residual", False))
@@ -221,7 +221,7 @@ def to_flax(layer: Any, params: Any, *, kind: str = "nnx", optimized: bool = Fal
 
     module = getattr(nnx, name)(size, H, **fns, **dtypes, rngs=nnx.Rngs(0))
     state = nnx.state(module, nnx.Param)
-    state.replace_by_pure_dict(tree)
+    nnx.replace_by_pure_dict(state, tree)
     nnx.update(module, state)
     return module
 
