@@ -22,7 +22,7 @@ import optax
 from tqdm.auto import tqdm
 
 from lstm_jax._train import TrainState, init_train_state, make_eval_step, make_train_step
-from lstm_jax._train_place import place
+from lstm_jax._train_place import jit_steps, place
 from lstm_jax.checkpoint import load_checkpoint, save_checkpoint
 from lstm_jax.data._batching import batch_order, num_examples, split_last, take
 
@@ -70,6 +70,7 @@ def fit(
     resume: bool = False,
     config: dict | None = None,
     progress: bool = False,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> FitResult:
     """Trains ``params`` to minimise ``loss_fn`` over mini-batches of ``train_data``.
 
@@ -96,6 +97,9 @@ def fit(
       resume: continue from ``checkpoint`` if it exists.
       config: JSON settings stored in the checkpoint (e.g. the model sizes).
       progress: show a tqdm progress bar with the live loss.
+      mesh: train data-parallel (and model-sharded) on this device mesh, from
+        :func:`lstm_jax.sharding.make_mesh`; ``batch_size`` must divide by its ``data`` axis.
+        ``None``: one device.
 
     Returns:
       A :class:`FitResult` with the final state, the params to use, and the history.
@@ -108,14 +112,15 @@ def fit(
     if val_fraction is not None:
         train_data, val_data = split_last(train_data, val_fraction)
     n = num_examples(train_data, "train_data")
-    train_step = jax.jit(make_train_step(loss_fn, optimizer, key=key), donate_argnums=0)
-    eval_step = jax.jit(make_eval_step(loss_fn))
+    train_step, eval_step = jit_steps(
+        make_train_step(loss_fn, optimizer, key=key), make_eval_step(loss_fn), mesh, batch_size
+    )
 
     # A copy, so donating the state to the step never deletes the caller's arrays.
     run = _Run(init_train_state(jax.tree.map(jnp.array, params), optimizer))
     if resume and checkpoint is not None and Path(checkpoint).exists():
         run.restore(checkpoint)
-    state = place(run.state, "state")
+    state = place(run.state, "state", mesh)
     steps_per_epoch = -(-n // batch_size)
     total = (
         epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
@@ -129,7 +134,7 @@ def fit(
                 if max_steps is not None and int(state.step) >= max_steps:
                     stopped = True
                     break
-                state, metrics = train_step(state, place(take(train_data, idx), "batch"))
+                state, metrics = train_step(state, place(take(train_data, idx), "batch", mesh))
                 run.acc = run.acc + jnp.stack(
                     [metrics["loss"] * float(len(idx)), jnp.float32(len(idx))]
                 )
@@ -154,6 +159,13 @@ def fit(
         run.save(checkpoint, config)
     best = run.best_params if run.best_epoch is not None else run.state.params
     return FitResult(run.state, best, run.history, run.best_epoch, run.stopped_early)
+
+
+def checkpoint_template(params: Any, optimizer: optax.GradientTransformation) -> dict:
+    """The pytree :func:`fit` saves in its checkpoints, for :func:`load_checkpoint`'s ``like``:
+    ``{"state": TrainState, "best_params": params, "acc": (2,) float32}``. ``optimizer`` must
+    have the structure of the one used in training (including ``clip_norm``'s chain)."""
+    return _Run(init_train_state(params, optimizer))._tree()
 
 
 class _Run:

@@ -151,7 +151,7 @@ def _write(path, kind: str, tree: Any, config: dict, meta: dict) -> None:
             "leaves": arrays,
             "config": config_text,
             "meta": meta_text,
-        }  # fmt: skip
+        }
     )
     atomic_write_bytes(path, MAGIC + hashlib.sha256(payload).digest() + payload)
 

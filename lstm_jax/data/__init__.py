@@ -5,6 +5,7 @@ real series and the text corpus ship inside the package.
 """
 
 from lstm_jax.data._batching import batch_order, pad_sequences
+from lstm_jax.data._series import BUILTIN, Series, load_csv, load_series
 from lstm_jax.data._synthetic import (
     adding_problem,
     copy_task,
@@ -12,6 +13,7 @@ from lstm_jax.data._synthetic import (
     sine_classification,
     synthetic_series,
 )
+from lstm_jax.data._text import Vocab, build_vocab, load_text, text_stream
 from lstm_jax.data._windows import (
     Normalizer,
     denormalize,
@@ -23,10 +25,17 @@ from lstm_jax.data._windows import (
 )
 
 __all__ = [
+    "BUILTIN",
     "Normalizer",
+    "Series",
+    "Vocab",
     "batch_order",
+    "build_vocab",
     "denormalize",
     "fit_normalizer",
+    "load_csv",
+    "load_series",
+    "load_text",
     "normalize",
     "pad_sequences",
     "sliding_windows",
@@ -37,4 +46,5 @@ __all__ = [
     "copy_task_baseline",
     "sine_classification",
     "synthetic_series",
+    "text_stream",
 ]
