@@ -7,6 +7,7 @@ carries are NamedTuple pytrees; sequences run through ``jax.lax.scan``.
 from lstm_jax._attention import AdditiveAttention, AttentionParams
 from lstm_jax._convlstm import ConvLSTMCell, ConvLSTMParams
 from lstm_jax._dense import Dense, DenseParams
+from lstm_jax._ensemble import init_ensemble, make_ensemble_step, train_ensemble
 from lstm_jax._gru import GRUCell, GRUGates, GRUParams
 from lstm_jax._lstm import (
     LSTMCell,
@@ -57,10 +58,12 @@ __all__ = [
     "dropout",
     "fit",
     "fit_tbptt",
+    "init_ensemble",
     "init_train_state",
     "last_step",
     "load_params",
     "lstm_equations",
+    "make_ensemble_step",
     "make_eval_step",
     "make_tbptt_step",
     "make_train_step",
@@ -70,4 +73,5 @@ __all__ = [
     "scan",
     "sequence_mask",
     "stream_chunks",
+    "train_ensemble",
 ]

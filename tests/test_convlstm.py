@@ -50,8 +50,8 @@ def _np_convlstm(params, frames, kh, kw):
     return np.stack(hs), c
 
 
-@pytest.mark.parametrize("kernel_size", [(3, 3), (1, 5)])
-def test_step_and_scan_match_numpy_reference(kernel_size):
+def test_step_and_scan_match_numpy_reference():
+    kernel_size = (3, 5)  # not square, so a transposed kernel would show
     cell = ConvLSTMCell(3, kernel_size=kernel_size, param_dtype=FLOAT)
     key = jax.random.key(0)
     params = randomize(cell.init(key, 2), key)
@@ -67,15 +67,13 @@ def test_step_and_scan_match_numpy_reference(kernel_size):
         assert_close(y, ref_h[t], rtol=1e-4, atol=1e-5)
 
 
-def test_unbatched_and_multi_batch_frames_agree_with_the_batched_call():
+def test_unbatched_and_two_batch_axes_agree():
     cell = ConvLSTMCell(2, param_dtype=FLOAT)
     params = randomize(cell.init(jax.random.key(2), 1), jax.random.key(3))
     frames = normal(jax.random.key(4), (3, 2, 3, 4, 4, 1))  # (T, 2, 3, Hs, Ws, C)
     _, ys = scan(cell, params, frames, time_major=True)
     _, ys0 = scan(cell, params, frames[:, 1, 2], time_major=True)  # (T, Hs, Ws, C)
     assert_close(ys[:, 1, 2], ys0)
-    vm = jax.vmap(lambda f: scan(cell, params, f, time_major=True)[1], in_axes=1, out_axes=1)
-    assert_close(vm(frames), ys)
 
 
 def test_layout_kernels_and_init():
@@ -101,6 +99,7 @@ def test_gradients_flow_through_scan():
     params = cell.init(jax.random.key(0), 1)
     frames = normal(jax.random.key(1), (3, 5, 5, 1))
 
+    @jax.jit
     def loss(p):
         return jnp.sum(scan(cell, p, frames, time_major=True)[1][-1] ** 2)
 
