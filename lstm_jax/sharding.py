@@ -1,0 +1,303 @@
+"""Data-parallel and sharded training on ``jax.sharding``: meshes, placement, steps, checkpoints.
+
+JAX's SPMD machinery does the work: a 2-D :class:`jax.sharding.Mesh` with axes ``("data",
+"model")``, :class:`~jax.sharding.NamedSharding` layouts, and ``jax.jit`` with sharding
+constraints; XLA's partitioner inserts every collective (gradient all-reduce over ``data``, the
+exchanges a ``model``-sharded layer needs). The layout rules:
+
+* **batch**: the leading (examples) axis of every batch leaf is split over ``data``; the batch
+  size must be a multiple of the ``data`` axis size (:func:`shard_batch` raises otherwise).
+* **state** (params, optimiser state, step): replicated, except that with a ``model`` axis of
+  size ``m > 1`` every leaf with at least ``min_size`` elements whose last axis divides by ``m``
+  is split over ``model`` on its last axis (Adam's moments follow their params, as they share
+  shapes). For a fused gate matrix ``w_x: (I, 4H)`` (blocks i, f, g, o) that split gives each
+  device a *contiguous block of gate columns* (whole gates when ``m`` divides 4), not whole
+  hidden units: a device's hidden units would own the strided columns ``{gH + j}``, which a
+  tiled sharding of the stored ``(I, 4H)`` array cannot express, and constraining an
+  ``(I, 4, H)`` view inside the step makes XLA gather the weights back before the cell's fused
+  matmul. So the ``model`` axis divides the memory of params and optimiser state by ``m`` and
+  XLA pays with collectives inside every time step of the scan; use it for layers too large
+  for one device, not for speed.
+
+Single process: every function works on the local devices. Several processes (GPU hosts, TPU
+pod slices): call :func:`initialize_distributed` first on every process, build the mesh from
+``jax.devices()`` (all processes' devices) and either give every process the same global batch
+(:func:`shard_batch`) or each its own rows (:func:`global_batch`).
+
+    >>> import jax, jax.numpy as jnp, optax
+    >>> from lstm_jax import init_train_state, make_train_step
+    >>> from lstm_jax.sharding import make_mesh, shard_batch, shard_state, shard_step
+    >>> mesh = make_mesh()  # every device on the data axis
+    >>> opt = optax.sgd(0.1)
+    >>> def loss_fn(w, batch):
+    ...     return jnp.mean(jnp.square(batch[0] @ w - batch[1]))
+    >>> state = shard_state(init_train_state(jnp.zeros((2, 1)), opt), mesh)
+    >>> step = shard_step(make_train_step(loss_fn, opt), mesh)
+    >>> batch = shard_batch((jnp.ones((8, 2)), jnp.ones((8, 1))), mesh)
+    >>> state, metrics = step(state, batch)
+    >>> int(state.step)
+    1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from lstm_jax._checks import Problems
+from lstm_jax._distributed import initialize_distributed, restore_sharded, save_sharded
+
+DATA = "data"  # mesh axis the batch is split over
+MODEL = "model"  # mesh axis large params are split over
+MIN_SIZE = 2**14  # default: leaves of >= 16384 elements (64 KiB in float32) split over `model`
+
+
+def make_mesh(data: int | None = None, model: int = 1, devices: Sequence | None = None) -> Mesh:
+    """A ``(data, model)`` mesh over the first ``data * model`` of ``devices``.
+
+    Args:
+      data: size of the ``data`` axis; default ``len(devices) // model`` (all devices).
+      model: size of the ``model`` axis (1: pure data parallelism).
+      devices: default ``jax.devices()``, i.e. every process's devices after
+        :func:`initialize_distributed`.
+
+    Returns:
+      A :class:`jax.sharding.Mesh` with ``Auto`` axes, so XLA places the collectives.
+
+    Raises:
+      ValueError: when the sizes are not positive ints or ask for more devices than exist.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    p = Problems("make_mesh")
+    for name, value in [("data", data), ("model", model)]:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            p.type(f"`{name}` must be a positive int; got {type(value).__name__}.")
+        elif value is not None and value < 1:
+            p.value(f"`{name}` must be a positive int; got {value}.")
+    p.raise_if_any()
+    if data is None:
+        if len(devices) % model:
+            p.value(
+                f"`model`={model} does not divide the {len(devices)} devices; pass `data` "
+                f"too, or a `model` size that divides {len(devices)}."
+            )
+        data = len(devices) // model
+    if data * model > len(devices):
+        p.value(
+            f"a mesh of data={data} x model={model} needs {data * model} devices; only "
+            f"{len(devices)} available ({devices[0].platform})."
+        )
+    p.raise_if_any()
+    return jax.make_mesh(
+        (data, model),
+        (DATA, MODEL),
+        axis_types=(AxisType.Auto,) * 2,
+        devices=devices[: data * model],
+    )
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (examples) axis split over ``data``; other axes whole on each device."""
+    return NamedSharding(mesh, P(DATA))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """A full copy on every device of ``mesh``."""
+    return NamedSharding(mesh, P())
+
+
+def state_shardings(tree: Any, mesh: Mesh, *, min_size: int = MIN_SIZE) -> Any:
+    """The layout rule for params / optimiser state: a pytree of :class:`NamedSharding`.
+
+    A leaf is split over ``model`` on its last axis when the mesh's ``model`` axis has size
+    ``m > 1``, the leaf has at least ``min_size`` elements and its last axis divides by ``m``;
+    every other leaf is replicated. Works on arrays and ``jax.ShapeDtypeStruct`` alike.
+    """
+    m = mesh.shape[MODEL]
+
+    def rule(leaf):
+        shape = tuple(np.shape(leaf))
+        if m > 1 and len(shape) >= 1 and int(np.prod(shape)) >= min_size and shape[-1] % m == 0:
+            return NamedSharding(mesh, P(*([None] * (len(shape) - 1)), MODEL))
+        return replicated(mesh)
+
+    return jax.tree.map(rule, tree)
+
+
+def _put(x: Any, sharding: NamedSharding) -> jax.Array:
+    """``x`` as a global array with ``sharding``; each process supplies the same full value."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(x, sharding)
+    host = np.asarray(jax.device_get(x)) if isinstance(x, jax.Array) else np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def shard_state(state: Any, mesh: Mesh, *, min_size: int = MIN_SIZE) -> Any:
+    """Places a train state (or any params pytree) on ``mesh`` by :func:`state_shardings`."""
+    return jax.tree.map(_put, state, state_shardings(state, mesh, min_size=min_size))
+
+
+def _check_batch(batch: Any, divisor: int, where: str, what: str) -> None:
+    p = Problems(where)
+    leaves = jax.tree_util.tree_flatten_with_path(batch)[0]
+    if not leaves:
+        p.value("`batch` has no arrays.")
+    sizes = set()
+    for path, leaf in leaves:
+        name = f"batch{jax.tree_util.keystr(path)}"
+        if np.ndim(leaf) == 0:
+            p.value(f"`{name}` is a scalar; every batch leaf needs a leading examples axis.")
+            continue
+        n = np.shape(leaf)[0]
+        sizes.add(n)
+        if n % divisor:
+            p.value(
+                f"`{name}` has {n} examples, not a multiple of {divisor} ({what}); got "
+                f"{name}.shape={np.shape(leaf)}. Use a batch size divisible by {divisor}, or "
+                "drop / pad the last batch."
+            )
+    if len(sizes) > 1:
+        p.value(f"the batch leaves disagree on the number of examples: {sorted(sizes)}.")
+    p.raise_if_any()
+
+
+def shard_batch(batch: Any, mesh: Mesh) -> Any:
+    """Splits a global batch over the ``data`` axis (every process passes the same batch).
+
+    Args:
+      batch: pytree of arrays ``(B, ...)`` sharing the leading axis.
+      mesh: from :func:`make_mesh`.
+
+    Raises:
+      ValueError: when ``B`` is not a multiple of the ``data`` axis size.
+    """
+    d = mesh.shape[DATA]
+    _check_batch(batch, d, "shard_batch", f"the {d} devices on the mesh's `data` axis")
+    return jax.tree.map(lambda x: _put(x, batch_sharding(mesh)), batch)
+
+
+def _local_data_positions(mesh: Mesh) -> int:
+    """How many positions of the ``data`` axis hold a device of this process."""
+    data_axis = mesh.axis_names.index(DATA)
+    local = {d.id for d in jax.local_devices()}
+    rows = {idx[data_axis] for idx, d in np.ndenumerate(mesh.devices) if d.id in local}
+    return max(len(rows), 1)
+
+
+def global_batch(local_batch: Any, mesh: Mesh) -> Any:
+    """Assembles a global batch from each process's own rows.
+
+    Every process passes its ``(B_local, ...)`` slice; the result is a global array of
+    ``(B_local * processes, ...)`` split over ``data``, built by
+    :func:`jax.make_array_from_process_local_data` (on one process: ``local_batch`` itself).
+
+    Raises:
+      ValueError: when ``B_local`` is not a multiple of this process's ``data`` positions.
+    """
+    k = _local_data_positions(mesh)
+    _check_batch(local_batch, k, "global_batch", f"this process's {k} positions on `data`")
+    sharding = batch_sharding(mesh)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch
+    )
+
+
+def shard_step(
+    step: Callable[[Any, Any], tuple[Any, dict]],
+    mesh: Mesh,
+    *,
+    donate: bool = True,
+    min_size: int = MIN_SIZE,
+) -> Callable[[Any, Any], tuple[Any, dict]]:
+    """Turns a pure ``step(state, batch) -> (state, metrics)`` into a jitted SPMD step.
+
+    The state is constrained to :func:`state_shardings` on the way in and out (so its layout
+    never drifts between steps), the batch to :func:`batch_sharding` and the metrics to
+    replicated; XLA partitions the rest (the gradient mean becomes an all-reduce over
+    ``data``). A batch whose size does not divide by the ``data`` axis runs replicated
+    (same numbers, no parallelism); :func:`shard_batch` refuses such batches up front.
+
+    Args:
+      step: e.g. ``make_train_step(loss_fn, optimizer)``.
+      mesh: from :func:`make_mesh`.
+      donate: donate the input state's buffers to the output state.
+      min_size: see :func:`state_shardings`.
+    """
+
+    def constrain_state(state):
+        return jax.lax.with_sharding_constraint(
+            state, state_shardings(state, mesh, min_size=min_size)
+        )
+
+    def sharded(state, batch):
+        state, metrics = step(constrain_state(state), _constrain_batch(batch, mesh))
+        return constrain_state(state), jax.lax.with_sharding_constraint(metrics, replicated(mesh))
+
+    return jax.jit(sharded, donate_argnums=(0,) if donate else ())
+
+
+def shard_eval_step(
+    eval_step: Callable[[Any, Any], dict], mesh: Mesh
+) -> Callable[[Any, Any], dict]:
+    """Jits ``eval_step(params, batch) -> metrics`` with the batch split over ``data``.
+
+    The params keep the layout they arrive with (from :func:`shard_state`); the metrics come
+    back replicated.
+    """
+
+    def sharded(params, batch):
+        metrics = eval_step(params, _constrain_batch(batch, mesh))
+        return jax.lax.with_sharding_constraint(metrics, replicated(mesh))
+
+    return jax.jit(sharded)
+
+
+def _constrain_batch(batch: Any, mesh: Mesh) -> Any:
+    """Inside ``jit``: split each leaf over ``data`` when it divides, else replicate it."""
+    d = mesh.shape[DATA]
+
+    def constrain(x):
+        ok = np.ndim(x) >= 1 and np.shape(x)[0] % d == 0
+        return jax.lax.with_sharding_constraint(x, batch_sharding(mesh) if ok else replicated(mesh))
+
+    return jax.tree.map(constrain, batch)
+
+
+def place_on_mesh(tree: Any, role: str, mesh: Mesh, *, min_size: int = MIN_SIZE) -> Any:
+    """What ``fit(mesh=...)`` does with a state or a batch: lay it out on ``mesh``.
+
+    ``role="state"``: :func:`shard_state`. ``role="batch"``: :func:`shard_batch`, except that
+    a batch whose size does not divide by the ``data`` axis (the last, partial batch of an
+    epoch) is replicated instead, which computes the same numbers without the speed-up.
+    """
+    if role == "state":
+        return shard_state(tree, mesh, min_size=min_size)
+    sizes = {np.shape(x)[0] for x in jax.tree.leaves(tree) if np.ndim(x) >= 1}
+    if all(n % mesh.shape[DATA] == 0 for n in sizes):
+        return shard_batch(tree, mesh)
+    return jax.tree.map(lambda x: _put(x, replicated(mesh)), tree)
+
+
+__all__ = [
+    "DATA",
+    "MIN_SIZE",
+    "MODEL",
+    "batch_sharding",
+    "global_batch",
+    "initialize_distributed",
+    "make_mesh",
+    "place_on_mesh",
+    "replicated",
+    "restore_sharded",
+    "save_sharded",
+    "shard_batch",
+    "shard_eval_step",
+    "shard_state",
+    "shard_step",
+    "state_shardings",
+]

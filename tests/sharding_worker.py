@@ -1,0 +1,168 @@
+"""Runs multi-device training checks in a fresh process and prints one JSON line of results.
+
+``test_sharding.py`` launches it with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
+(the test process itself already holds one CPU device):
+
+    python tests/sharding_worker.py single CKPT_DIR          # 8 devices, one process
+    python tests/sharding_worker.py multi CKPT_DIR PID PORT  # 2 devices in each of 2 processes
+
+The assertions live in the test; this script only measures.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import lstm_jax as lj
+from lstm_jax import sharding as sh
+
+RNN, HEAD = lj.LSTM(64), lj.Dense(1)  # w_h: (64, 256) = 16384 elements, split over `model`
+OPT = optax.adam(1e-2)
+
+
+def loss_fn(params, batch):
+    hs, _ = RNN.apply(params[0], batch[0])  # (B, T, 64)
+    return jnp.mean(jnp.square(HEAD.apply(params[1], hs[:, -1]) - batch[1]))
+
+
+def make_params():
+    return (RNN.init(jax.random.key(0), 3), HEAD.init(jax.random.key(1), 64))
+
+
+def make_data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    xs = rng.normal(size=(n, 8, 3)).astype(np.float32)  # (n, T, I)
+    return xs, np.tanh(xs.sum(axis=(1, 2)))[:, None].astype(np.float32)  # (n, 1)
+
+
+def batches(steps=4, size=16):
+    xs, ys = make_data(steps * size)
+    return [(xs[i * size : (i + 1) * size], ys[i * size : (i + 1) * size]) for i in range(steps)]
+
+
+def reference():
+    """Losses and final state of plain single-device training: the oracle."""
+    step = jax.jit(lj.make_train_step(loss_fn, OPT))
+    state, losses = lj.init_train_state(make_params(), OPT), []
+    for batch in batches():
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"]))
+    return losses, state
+
+
+def on_mesh(mesh, make_batch):
+    step = sh.shard_step(lj.make_train_step(loss_fn, OPT), mesh)
+    state, losses = sh.shard_state(lj.init_train_state(make_params(), OPT), mesh), []
+    for batch in batches():
+        state, metrics = step(state, make_batch(batch))
+        losses.append(float(metrics["loss"]))
+    return losses, state
+
+
+def max_diff(a, b):
+    gathered = jax.tree.map(lambda x: np.asarray(_gather(x)), (a, b))
+    diffs = jax.tree.map(lambda x, y: float(np.max(np.abs(x - y))), *gathered)
+    return max(jax.tree.leaves(diffs))
+
+
+def _gather(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(x, tiled=True)
+    return x
+
+
+def spec(x):
+    return str(getattr(x.sharding, "spec", x.sharding))
+
+
+def error(fn):
+    try:
+        fn()
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def single(ckpt):
+    out = {"devices": jax.device_count()}
+    out["ref_losses"], ref = reference()
+    for name, mesh in [("dp8", sh.make_mesh(8)), ("dp4x2", sh.make_mesh(4, 2))]:
+        losses, state = on_mesh(mesh, lambda b, m=mesh: sh.shard_batch(b, m))
+        w_h = state.params[0][0].forward.w_h
+        out[name] = {
+            "losses": losses,
+            "param_diff": max_diff(state.params, ref.params),
+            "w_h_spec": spec(w_h),
+            "mu_spec": spec(state.opt_state[0].mu[0][0].forward.w_h),
+            "w_h_devices": len(w_h.sharding.device_set),
+            "w_h_shard": list(w_h.addressable_shards[0].data.shape),
+        }
+        last = (mesh, state)
+    mesh, state = last  # the 4x2 run's state: w_h and its Adam moments split over `model`
+    sh.save_sharded(ckpt, state)
+    for name, target in [("2x4", sh.make_mesh(2, 4)), ("1x1", sh.make_mesh(1, 1))]:
+        back = sh.restore_sharded(ckpt, state, target)
+        out[f"restore_{name}"] = {
+            "diff": max_diff(back, state),
+            "w_h_spec": spec(back.params[0][0].forward.w_h),
+            "w_h_shard": list(back.params[0][0].forward.w_h.addressable_shards[0].data.shape),
+            "step": int(back.step),
+        }
+    xs, ys = make_data(12)
+    out["indivisible"] = error(lambda: sh.shard_batch((xs, ys), sh.make_mesh(8)))
+    gb, sb = sh.global_batch((xs[:8], ys[:8]), mesh), sh.shard_batch((xs[:8], ys[:8]), mesh)
+    out["global_batch"] = {"diff": max_diff(gb, sb), "spec": spec(gb[0])}
+    out["fit"] = fit_runs()
+    print(json.dumps(out))
+
+
+def fit_runs():
+    """``fit`` on one device vs on a 4x2 mesh. 62 training windows in batches of 16: the
+    last batch (14) does not divide by data=4 and runs replicated."""
+    data = make_data(78, seed=1)
+    runs = {}
+    for name, mesh in [("one", None), ("dp4x2", sh.make_mesh(4, 2))]:
+        r = lj.fit(loss_fn, make_params(), data, epochs=2, batch_size=16, val_fraction=0.2,
+                   optimizer=OPT, shuffle=True, mesh=mesh)  # fmt: skip
+        runs[name] = {"loss": r.history["loss"], "val_loss": r.history["val_loss"]}
+    runs["bad_batch"] = error(
+        lambda: lj.fit(loss_fn, make_params(), data, batch_size=12, mesh=sh.make_mesh(8))
+    )
+    return runs
+
+
+def multi(ckpt, pid, port):
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    started = sh.initialize_distributed(f"127.0.0.1:{port}", 2, pid)
+    out = {"started": started, "process": jax.process_index(), "devices": jax.device_count()}
+    out["local_devices"] = jax.local_device_count()
+    out["ref_losses"], ref = reference()
+    mesh = sh.make_mesh(2, 2)  # data axis across the two processes, model axis within each
+
+    def local_rows(batch):  # this process's half of every global batch
+        half = len(batch[0]) // 2
+        return sh.global_batch(tuple(x[pid * half : (pid + 1) * half] for x in batch), mesh)
+
+    out["losses"], state = on_mesh(mesh, local_rows)
+    out["param_diff"] = max_diff(state.params, ref.params)
+    out["w_h_spec"] = spec(state.params[0][0].forward.w_h)
+    sh.save_sharded(ckpt, state)
+    back = sh.restore_sharded(ckpt, state, sh.make_mesh(4, 1))
+    out["restore_diff"] = max_diff(back, state)
+    out["restore_spec"] = spec(back.params[0][0].forward.w_h)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "single":
+        single(sys.argv[2])
+    else:
+        multi(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
