@@ -170,7 +170,7 @@ def _plots(cfg, prep, params, out: Path, history) -> list[Path]:
         )
         files.append(out / "forecast.png")
     if cfg["task"] == "charlm":
-        text = _sample(cfg, prep, params, "\n", 600, 0, 0.8)
+        text = _sample(cfg, prep, params, prep.extra["prompt"], 600, 0, 0.8)
         (out / "sample.txt").write_text(text)
         plot_text(out / "sample.png", text, "sample at temperature 0.8")
         files += [out / "sample.txt", out / "sample.png"]

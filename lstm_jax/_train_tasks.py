@@ -112,7 +112,7 @@ def _charlm(cfg: dict) -> Prepared:
     cfg.update(vocab=vocab.chars)
     parts = [(inputs[a:b], targets[a:b]) for a, b in [(0, cut1), (cut1, cut2), (cut2, n)]]
     unigram = np.bincount(tokens, minlength=vocab.size) / len(tokens)
-    extra = {"vocab": vocab, "unigram": unigram}
+    extra = {"vocab": vocab, "unigram": unigram, "prompt": text[:1]}
     return Prepared(model, model.window_loss, parts[0], parts[1], parts[2], extra)
 
 
