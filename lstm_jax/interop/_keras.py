@@ -143,7 +143,7 @@ def _from_layer(where, layer, backward):
         if fn is not None:
             acts[arg] = keras.activations.serialize(fn)
     kind = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}[name]
-    weights = [np.asarray(w) for w in layer.get_weights()]
+    weights = [np.asarray(v.value) for v in layer.weights]  # get_weights() without a copy
     return _from_weights(where, weights, kind, getattr(layer, "reset_after", True), acts)
 
 
@@ -294,7 +294,8 @@ def _keras_layer(keras, cell, lp, size, acts, return_sequences, bidirectional):
     weights = _keras_weights(cell, lp.forward)
     if bidirectional:
         weights += _keras_weights(cell, lp.backward)
-    out.set_weights(weights)
+    for v, w in zip(out.weights, weights, strict=True):
+        v.assign(w)
     return out
 
 
