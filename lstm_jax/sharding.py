@@ -101,6 +101,26 @@ def make_mesh(data: int | None = None, model: int = 1, devices: Sequence | None 
     )
 
 
+def mesh_for(devices: int | str | None = None, model: int = 1) -> Mesh | None:
+    """The mesh for ``fit(mesh=...)`` from a device count: ``None`` when that is one device.
+
+    ``lstm-jax train --devices N --model-parallel M`` calls this: ``N`` devices in all
+    (``"all"``: every device), ``M`` of them along ``model``, ``N / M`` along ``data``.
+
+    Raises:
+      ValueError: when ``model`` does not divide ``devices`` or more devices are asked for
+        than exist.
+    """
+    n = jax.device_count() if devices == "all" else 1 if devices is None else devices
+    p = Problems("mesh_for")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        p.value(f"`devices` must be a positive int or 'all'; got {devices!r}.")
+    elif isinstance(model, bool) or not isinstance(model, int) or model < 1 or n % model:
+        p.value(f"`model`={model!r} must be a positive int that divides devices={n}.")
+    p.raise_if_any()
+    return None if n == 1 else make_mesh(n // model, model)
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (examples) axis split over ``data``; other axes whole on each device."""
     return NamedSharding(mesh, P(DATA))
@@ -291,6 +311,7 @@ __all__ = [
     "global_batch",
     "initialize_distributed",
     "make_mesh",
+    "mesh_for",
     "place_on_mesh",
     "replicated",
     "restore_sharded",

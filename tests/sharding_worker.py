@@ -120,6 +120,7 @@ def single(ckpt):
     out["indivisible"] = error(lambda: sh.shard_batch((xs, ys), sh.make_mesh(8)))
     gb, sb = sh.global_batch((xs[:8], ys[:8]), mesh), sh.shard_batch((xs[:8], ys[:8]), mesh)
     out["global_batch"] = {"diff": max_diff(gb, sb), "spec": spec(gb[0])}
+    out["mesh_for"] = [dict(sh.mesh_for(*a).shape) for a in [("all",), (8, 2)]]
     out["fit"] = fit_runs()
     print(json.dumps(out))
 

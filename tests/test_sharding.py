@@ -97,6 +97,7 @@ def test_indivisible_batch_is_refused_and_global_batch_agrees(eight):
     assert "`shard_batch`: `batch[0]` has 12 examples, not a multiple of 8" in msg
     assert "got batch[0].shape=(12, 8, 3)" in msg and "`batch[1]`" in msg
     assert eight["global_batch"] == {"diff": 0.0, "spec": "P('data',)"}
+    assert eight["mesh_for"] == [{"data": 8, "model": 1}, {"data": 4, "model": 2}]
 
 
 @pytest.mark.slow
@@ -145,6 +146,16 @@ def test_make_mesh_on_one_device():
 def test_make_mesh_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
         sh.make_mesh(**kwargs)
+
+
+def test_mesh_for_one_device_is_none_and_errors():
+    assert sh.mesh_for() is None and sh.mesh_for(1) is None and sh.mesh_for("all") is None
+    with pytest.raises(ValueError, match=r"`mesh_for`: `devices` must be a positive int or 'all'"):
+        sh.mesh_for(0)
+    with pytest.raises(ValueError, match=r"`mesh_for`: `model`=2 must be a positive int that di"):
+        sh.mesh_for(1, 2)
+    with pytest.raises(ValueError, match=r"`make_mesh`: a mesh of data=2 x model=1 needs 2 dev"):
+        sh.mesh_for(2)
 
 
 def test_state_shardings_rule_on_an_abstract_mesh():
