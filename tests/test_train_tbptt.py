@@ -74,6 +74,7 @@ def test_tbptt_step_gradient_and_carry():
     assert int(state.step) == 1
 
 
+@pytest.mark.slow
 def test_fit_tbptt_learns_a_stream():
     T = 600
     wave = np.sin(2 * np.pi * np.arange(T + 1) / 16.0).astype(np.float32)
