@@ -9,6 +9,7 @@ nnx = pytest.importorskip("flax.nnx")
 import flax.linen as nn  # noqa: E402
 
 import lstm_jax as lj  # noqa: E402
+from lstm_jax import nnx as ljnnx  # noqa: E402
 from lstm_jax.interop import from_flax, to_flax  # noqa: E402
 from tests.helpers import randomize  # noqa: E402
 
@@ -128,6 +129,7 @@ def test_residual_simple_cell_and_custom_activations():
     close(ours_run(cell, params, x), nnx.RNN(lstm, return_carry=True)(x))
 
 
+@pytest.mark.slow
 def test_nnx_rnn_and_bidirectional_convert_to_stacked_layers():
     x, _ = data()
     lengths = jnp.array([5, 2])
@@ -145,6 +147,10 @@ def test_nnx_rnn_and_bidirectional_convert_to_stacked_layers():
     assert layer1.time_major and not layer1.bidirectional
     xt = jnp.swapaxes(x, 0, 1)
     close(layer1.apply(params1, xt)[0], nnx.RNN(fwd, time_major=True)(xt))
+    ours = ljnnx.Bidirectional(ljnnx.RNN(ljnnx.GRUCell(I, H, rngs=nnx.Rngs(2))),
+                               ljnnx.RNN(ljnnx.GRUCell(I, H, rngs=nnx.Rngs(3))))  # fmt: skip
+    layer2, params2 = from_flax(ours)
+    close(layer2.apply(params2, x)[0], ours(x))
 
 
 def test_bad_inputs_are_clear_errors():

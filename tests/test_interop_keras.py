@@ -55,7 +55,6 @@ def keras_grads_of(cell, g):
 
 
 CASES = [
-    ("LSTM", False, {}, False),
     ("LSTM", False, {"use_bias": False, "recurrent_activation": "hard_sigmoid"}, False),
     ("GRU", False, {}, True),
     ("GRU", False, {"reset_after": False, "activation": "softsign"}, False),
@@ -65,6 +64,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, bidirectional, kw, masked", CASES)
 def test_from_keras_matches_outputs_states_and_gradients(kind, bidirectional, kw, masked):
     peer = keras_layer(kind, bidirectional, return_sequences=True, **kw)
@@ -85,8 +85,14 @@ def test_from_keras_matches_outputs_states_and_gradients(kind, bidirectional, kw
 
     weights = [v.value for v in peer.trainable_variables]
     frozen = [v.value for v in peer.non_trainable_variables]  # dropout seed state
-    (_, ys_k), (g_w, g_xk) = jax.value_and_grad(keras_loss, (0, 1), has_aux=True)(weights, x)
-    (_, ys_o), (g_p, g_xo) = jax.value_and_grad(ours_loss, (0, 1), has_aux=True)(params, x)
+
+    @jax.jit
+    def both(weights, params, x):
+        keras_side = jax.value_and_grad(keras_loss, (0, 1), has_aux=True)(weights, x)
+        ours_side = jax.value_and_grad(ours_loss, (0, 1), has_aux=True)(params, x)
+        return keras_side, ours_side
+
+    ((_, ys_k), (g_w, g_xk)), ((_, ys_o), (g_p, g_xo)) = both(weights, params, x)
     close(jnp.where(valid, ys_o, 0.0), jnp.where(valid, ys_k, 0.0))
     close(g_xo, g_xk)
     mapped = keras_grads_of(layer.cell, g_p[0].forward)
@@ -112,7 +118,7 @@ def test_final_states_and_last_output():
     close(jnp.concatenate([carry[-1].forward, carry[-1].backward], axis=-1), bi(x))
 
 
-@pytest.mark.parametrize("kind, bidirectional, kw, masked", CASES[:6])
+@pytest.mark.parametrize("kind, bidirectional, kw, masked", CASES[:5])
 def test_to_keras_matches_and_round_trips(kind, bidirectional, kw, masked):
     peer = keras_layer(kind, bidirectional, return_sequences=True, **kw)
     layer, params = from_keras(peer)
@@ -133,12 +139,13 @@ def test_to_keras_matches_and_round_trips(kind, bidirectional, kw, masked):
     jax.tree.map(close, params3, params)
 
 
+@pytest.mark.slow
 def test_stacked_layers_become_a_sequential():
-    layer = lj.LSTM(H, num_layers=3, bidirectional=True, dropout=0.2)
+    layer = lj.LSTM(H, num_layers=2, bidirectional=True, dropout=0.2)
     params = randomize(layer.init(jax.random.key(0), I), jax.random.key(1))
     model = to_keras(layer, params, return_sequences=False)
     assert [type(m).__name__ for m in model.layers] == [
-        "Bidirectional", "Dropout", "Bidirectional", "Dropout", "Bidirectional",
+        "Bidirectional", "Dropout", "Bidirectional",
     ]  # fmt: skip
     x = jax.random.normal(jax.random.key(1), (B, T, I))
     _, carry = layer.apply(params, x)

@@ -95,6 +95,7 @@ def test_rnn_matches_flax_across_options(name, options, call):
     close(c_got, c_want)
 
 
+@pytest.mark.slow
 def test_bidirectional_matches_flax():
     (f_t, f_o), (b_t, b_o) = pair("LSTMCell", 0), pair("LSTMCell", 1)
     x = xs(time_major=True)
