@@ -28,6 +28,7 @@ from lstm_jax.checkpoint import (
     save_params,
 )
 from lstm_jax.data import Normalizer, load_csv, normalize
+from lstm_jax.sharding import mesh_for
 
 CHECKPOINT = "checkpoint.msgpack"
 
@@ -75,6 +76,7 @@ def train(args: argparse.Namespace) -> None:
         resume=args.resume,
         config=cfg,
         progress=not args.no_progress,
+        mesh=mesh_for(args.devices, args.model_parallel),
     )
     save_params(out / "params.msgpack", result.params, config=cfg)
     h = result.history

@@ -54,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", help="output directory (default: runs/<task>)")
     tr.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.msgpack")
+    tr.add_argument(
+        "--devices", type=_devices, default=1, help="devices to train on: a count or 'all'"
+    )
+    tr.add_argument(
+        "--model-parallel",
+        type=_positive,
+        default=1,
+        help="of --devices, how many share each large weight matrix (default 1: data-parallel)",
+    )
     _common(tr)
     ev = sub.add_parser("evaluate", help="test metrics of a trained checkpoint")
     ev.add_argument("checkpoint", help="a run directory or its checkpoint.msgpack")
@@ -90,6 +99,10 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _devices(text: str) -> int | str:
+    return "all" if text == "all" else _positive(text)
 
 
 def _positive_float(text: str) -> float:

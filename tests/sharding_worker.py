@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -71,6 +72,10 @@ def max_diff(a, b):
     return max(jax.tree.leaves(diffs))
 
 
+def norm(tree):
+    return float(sum(np.sum(np.square(_gather(x))) for x in jax.tree.leaves(tree)))
+
+
 def _gather(x):
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
         from jax.experimental import multihost_utils
@@ -94,6 +99,7 @@ def error(fn):
 def single(ckpt):
     out = {"devices": jax.device_count()}
     out["ref_losses"], ref = reference()
+    out["ref_param_norm"] = norm(ref.params)
     for name, mesh in [("dp8", sh.make_mesh(8)), ("dp4x2", sh.make_mesh(4, 2))]:
         losses, state = on_mesh(mesh, lambda b, m=mesh: sh.shard_batch(b, m))
         w_h = state.params[0][0].forward.w_h
@@ -122,22 +128,34 @@ def single(ckpt):
     out["global_batch"] = {"diff": max_diff(gb, sb), "spec": spec(gb[0])}
     out["mesh_for"] = [dict(sh.mesh_for(*a).shape) for a in [("all",), (8, 2)]]
     out["fit"] = fit_runs()
+    out["cli"] = cli_run(Path(ckpt).parent / "cli", "--devices", "all", "--model-parallel", "2")
     print(json.dumps(out))
 
 
+def fit_run(mesh):
+    """``fit`` with 62 training windows in batches of 16: on a 4x2 mesh the last batch (14)
+    does not divide by data=4 and runs replicated."""
+    r = lj.fit(loss_fn, make_params(), make_data(78, seed=1), epochs=2, batch_size=16,
+               val_fraction=0.2, optimizer=OPT, mesh=mesh)  # fmt: skip
+    return {"loss": r.history["loss"], "val_loss": r.history["val_loss"]}
+
+
 def fit_runs():
-    """``fit`` on one device vs on a 4x2 mesh. 62 training windows in batches of 16: the
-    last batch (14) does not divide by data=4 and runs replicated."""
-    data = make_data(78, seed=1)
-    runs = {}
-    for name, mesh in [("one", None), ("dp4x2", sh.make_mesh(4, 2))]:
-        r = lj.fit(loss_fn, make_params(), data, epochs=2, batch_size=16, val_fraction=0.2,
-                   optimizer=OPT, shuffle=True, mesh=mesh)  # fmt: skip
-        runs[name] = {"loss": r.history["loss"], "val_loss": r.history["val_loss"]}
-    runs["bad_batch"] = error(
-        lambda: lj.fit(loss_fn, make_params(), data, batch_size=12, mesh=sh.make_mesh(8))
-    )
-    return runs
+    mesh = sh.make_mesh(8)
+    bad = error(lambda: lj.fit(loss_fn, make_params(), make_data(24), batch_size=12, mesh=mesh))
+    return {"dp4x2": fit_run(sh.make_mesh(4, 2)), "bad_batch": bad}
+
+
+CLI = ["train", "--no-progress", "--no-plot", "--epochs", "1", "--hidden", "8", "--window", "24"]
+
+
+def cli_run(out, *extra):
+    """``lstm-jax train`` on tiny settings; returns its exit code and its loss history."""
+    from lstm_jax.cli import main
+
+    code = main([*CLI, "--out", str(out), *extra])
+    history = json.loads((Path(out) / "metrics.json").read_text())["history"] if code == 0 else {}
+    return {"code": code, "loss": history.get("loss"), "val_loss": history.get("val_loss")}
 
 
 def multi(ckpt, pid, port):
@@ -145,7 +163,6 @@ def multi(ckpt, pid, port):
     started = sh.initialize_distributed(f"127.0.0.1:{port}", 2, pid)
     out = {"started": started, "process": jax.process_index(), "devices": jax.device_count()}
     out["local_devices"] = jax.local_device_count()
-    out["ref_losses"], ref = reference()
     mesh = sh.make_mesh(2, 2)  # data axis across the two processes, model axis within each
 
     def local_rows(batch):  # this process's half of every global batch
@@ -153,7 +170,7 @@ def multi(ckpt, pid, port):
         return sh.global_batch(tuple(x[pid * half : (pid + 1) * half] for x in batch), mesh)
 
     out["losses"], state = on_mesh(mesh, local_rows)
-    out["param_diff"] = max_diff(state.params, ref.params)
+    out["param_norm"] = norm(state.params)  # the reference run's is in `single`'s output
     out["w_h_spec"] = spec(state.params[0][0].forward.w_h)
     sh.save_sharded(ckpt, state)
     back = sh.restore_sharded(ckpt, state, sh.make_mesh(4, 1))

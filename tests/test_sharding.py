@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import sharding_worker as worker  # tests/ is on sys.path, as for `helpers`
 from jax.sharding import AbstractMesh, AxisType
 
 import lstm_jax as lj
@@ -33,29 +34,34 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run_workers(jobs):
-    """Runs ``(device_count, args)`` jobs concurrently; returns each one's JSON result."""
-    procs = []
-    for devices, args in jobs:
-        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-        env["PYTHONPATH"] = os.pathsep.join([str(WORKER.parent.parent), env.get("PYTHONPATH", "")])
-        env.pop("JAX_ENABLE_X64", None)
-        cmd = [sys.executable, str(WORKER), *args]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True))
-    outs = [p.communicate(timeout=240)[0] for p in procs]
-    for p, out in zip(procs, outs, strict=True):
-        assert p.returncode == 0, out[-2000:]
-    return [json.loads(out.strip().splitlines()[-1]) for out in outs]
+def start_worker(devices, *args):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    env["PYTHONPATH"] = os.pathsep.join([str(WORKER.parent.parent), env.get("PYTHONPATH", "")])
+    env.pop("JAX_ENABLE_X64", None)
+    cmd = [sys.executable, str(WORKER), *map(str, args)]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+
+
+def result(proc):
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, out[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
 def workers(tmp_path_factory):
     """Three processes at once: one with 8 CPU devices (step-level runs, checkpoints, `fit`,
-    errors) and two with 2 devices each that form one 4-device job over loopback."""
-    tmp, port = tmp_path_factory.mktemp("ckpt"), str(free_port())
-    single = (8, ["single", str(tmp / "single")])
-    multi = [(2, ["multi", str(tmp / "multi"), str(pid), port]) for pid in (0, 1)]
-    return run_workers([single, *multi])
+    the command, errors) and two with 2 devices each that form one 4-device job over
+    loopback. Meanwhile this process computes the one-device `fit` and command runs."""
+    tmp, port = tmp_path_factory.mktemp("sharding"), free_port()
+    procs = [start_worker(8, "single", tmp / "single")]
+    procs += [start_worker(2, "multi", tmp / "multi", pid, port) for pid in (0, 1)]
+    try:
+        one = {"fit": worker.fit_run(None), "cli": worker.cli_run(tmp / "cli-one")}
+    finally:
+        outs = [result(p) for p in procs]
+    outs[0]["one"] = one
+    return outs
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +107,30 @@ def test_indivisible_batch_is_refused_and_global_batch_agrees(eight):
 
 
 @pytest.mark.slow
+def test_train_command_on_eight_devices_matches_one_device(eight):
+    one, many = eight["one"]["cli"], eight["cli"]
+    assert one["code"] == many["code"] == 0
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(many[key], one[key], rtol=RTOL)
+
+
+def test_train_command_refuses_more_devices_than_exist(tmp_path, capsys):
+    from lstm_jax.cli import main
+
+    assert main([*worker.CLI, "--out", str(tmp_path), "--devices", "2"]) == 1
+    assert capsys.readouterr().err == (
+        "lstm-jax: error: `make_mesh`: a mesh of data=2 x model=1 needs 2 devices; only 1 "
+        "available (cpu).\n"
+    )
+    assert main([*worker.CLI, "--devices", "0"]) == 2
+    assert "--devices: expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_fit_on_a_mesh_matches_fit_on_one_device(eight):
     fits = eight["fit"]
     for key in ("loss", "val_loss"):
-        np.testing.assert_allclose(fits["dp4x2"][key], fits["one"][key], rtol=RTOL)
+        np.testing.assert_allclose(fits["dp4x2"][key], eight["one"]["fit"][key], rtol=RTOL)
     assert fits["bad_batch"] == (
         "`fit`: `batch_size`=12 is not a multiple of the 8 devices on the mesh's `data` axis; "
         "use e.g. batch_size=16."
@@ -116,11 +142,12 @@ def test_two_processes_on_loopback_train_like_one_device(workers):
     """A real multi-host start-up: two processes, 2 CPU devices each, coordinated through
     ``jax.distributed`` on 127.0.0.1; each feeds its own half of every batch."""
     outs = workers[1:]
+    ref = workers[0]  # same model, data and steps on one device
     for pid, out in enumerate(outs):
         assert out["started"] and out["process"] == pid
         assert out["devices"] == 4 and out["local_devices"] == 2
-        np.testing.assert_allclose(out["losses"], out["ref_losses"], rtol=RTOL)
-        assert out["param_diff"] < 1e-4
+        np.testing.assert_allclose(out["losses"], ref["ref_losses"], rtol=RTOL)
+        np.testing.assert_allclose(out["param_norm"], ref["ref_param_norm"], rtol=RTOL)
         assert out["w_h_spec"] == "P(None, 'model')"
         assert out["restore_diff"] == 0.0 and out["restore_spec"] == "P()"
 
