@@ -158,7 +158,9 @@ def _from_nnx_rnn(where, peer):
         return layer, (LayerParams(p),)
     from flax.nnx.nn.recurrent import _concatenate
 
-    if peer.merge_fn is not _concatenate:
+    from lstm_jax.nnx._rnn import _concatenate as ours
+
+    if peer.merge_fn not in (_concatenate, ours):
         raise ValueError(f"`{where}`: `peer.merge_fn` must be the default concatenation.")
     (cell, p_f), (cell_b, p_b) = from_flax(peer.forward_rnn.cell), from_flax(peer.backward_rnn.cell)
     if cell != cell_b:
