@@ -1,0 +1,214 @@
+"""Times lstm_jax against every installed peer LSTM, interleaved in one process.
+
+Usage::
+
+    pip install -e ".[bench]"
+    python benchmarks/bench_lstm.py                  # shapes S, M, L; forward and training step
+    python benchmarks/bench_lstm.py --quick          # a tiny smoke run (seconds)
+    python benchmarks/bench_lstm.py --compile        # compile time for several T, compiled memory
+    python benchmarks/bench_lstm.py --long           # T = 100,000 training with rematerialisation
+
+Each round calls every library once per mode, in an order that rotates from round to round, so
+load on a shared machine hits them all alike; the table shows medians over rounds and the ratio
+``peer / lstm_jax`` (above 1: lstm_jax is faster). "train" is ``grad`` of ``mean(ys ** 2)`` with
+respect to params and inputs; "fwd" is the outputs alone. Times are milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # noqa: E402
+import peers  # noqa: E402
+
+SHAPES = {  # name: (B, T, I, H)
+    "S": (32, 100, 1, 50),
+    "M": (64, 100, 128, 256),
+    "L": (32, 64, 256, 512),
+}
+OURS = "lstm_jax (bptt)"
+
+
+def build(shape, names, variants):
+    B, T, I, H = shape
+    x = jax.random.normal(jax.random.key(1), (B, T, I))
+    entries = [peers.lstm_jax_entry(x, H, "bptt", name=OURS)]
+    if variants:
+        entries.append(peers.lstm_jax_entry(x, H, "autodiff"))
+    for name in names:
+        try:
+            entries.append(peers.PEERS[name](x, H))
+        except ImportError as e:
+            print(f"  skipping {name}: {e}", file=sys.stderr)
+    return entries
+
+
+def time_shape(entries, rounds, reps):
+    """Medians (ms) of ``reps``-call means over ``rounds`` rotated rounds, per entry and mode."""
+    times = {(e.name, m): [] for e in entries for m in ("fwd", "train")}
+    for e in entries:  # compile / warm up
+        e.fwd(), e.train()
+    for r in range(rounds):
+        order = entries[r % len(entries) :] + entries[: r % len(entries)]
+        for e in order:
+            for mode in ("fwd", "train"):
+                fn = getattr(e, mode)
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    fn()
+                times[(e.name, mode)].append((time.perf_counter() - t0) / reps * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def speed_table(results):
+    """Markdown: one row per library, fwd and train ms per shape, ratio to lstm_jax."""
+    shapes = list(results)
+    head = "| library | " + " | ".join(f"{s} fwd / train (ratio)" for s in shapes) + " |"
+    lines = [head, "|---" * (len(shapes) + 1) + "|"]
+    names = list(dict.fromkeys(n for s in shapes for n, _ in results[s]))
+    for name in names:
+        cells = []
+        for s in shapes:
+            r = results[s]
+            if (name, "fwd") not in r:
+                cells.append("-")
+                continue
+            f, t = r[(name, "fwd")], r[(name, "train")]
+            rf, rt = f / r[(OURS, "fwd")], t / r[(OURS, "train")]
+            cells.append(f"{f:.1f} / {t:.1f} ({rf:.2f}x / {rt:.2f}x)")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compile_report(shape, Ts, names):
+    """Compile time (s) of the training step for each T, and the compiled step's memory."""
+    B, _, I, H = shape
+    lines = [
+        "| library | " + " | ".join(f"compile T={T} (s)" for T in Ts) + " | temp memory (MiB) |",
+        "|---" * (len(Ts) + 2) + "|",
+    ]
+    rows = {}
+    for T in Ts:
+        x = jax.random.normal(jax.random.key(1), (B, T, I))
+        jax_entries = [e for e in build((B, T, I, H), names, True) if e.jax_train is not None]
+        for e in jax_entries:
+            t0 = time.perf_counter()
+            compiled = jax.jit(e.jax_train).lower(*e.args).compile()
+            dt = time.perf_counter() - t0
+            mem = compiled.memory_analysis()
+            temp = getattr(mem, "temp_size_in_bytes", float("nan")) / 2**20
+            rows.setdefault(e.name, []).append((dt, temp))
+        del x
+    for name, vals in rows.items():
+        cells = " | ".join(f"{dt:.2f}" for dt, _ in vals)
+        lines.append(f"| {name} | {cells} | {vals[-1][1]:.1f} |")
+    return "\n".join(lines)
+
+
+LONG_CHILD = """
+import resource, sys, time, jax, jax.numpy as jnp
+import lstm_jax as lj
+B, T, I, H, k, backward, run = {B}, {T}, {I}, {H}, {k}, {backward!r}, {run}
+cell = lj.LSTMCell(H)
+p = cell.init(jax.random.key(0), I)
+x = jax.random.normal(jax.random.key(1), (B, T, I))
+if backward == "bptt":
+    f = lambda p, x: lj.lstm_scan(cell, p, x, checkpoint_every=k)[1]
+else:
+    f = lambda p, x: lj.scan(cell, p, x)[1]
+step = jax.jit(jax.grad(lambda p, x: jnp.mean(f(p, x) ** 2), argnums=(0, 1)))
+c = step.lower(p, x).compile()
+m = c.memory_analysis()
+est = (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes) / 2**30
+secs = float("nan")
+if run:
+    t0 = time.perf_counter(); jax.block_until_ready(c(p, x)); secs = time.perf_counter() - t0
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+print(f"RESULT {{est:.2f}} {{rss:.2f}} {{secs:.1f}}")
+"""
+
+
+def long_report(B, T, I, H, configs):
+    """T=100,000 training step: compiled memory estimate, peak RSS and time, per remat choice."""
+    lines = [
+        f"B={B}, T={T}, I={I}, H={H}",
+        "",
+        "| backward | checkpoint_every | compiled estimate (GiB) | peak RSS (GiB) | step (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for backward, k, run in configs:
+        code = LONG_CHILD.format(B=B, T=T, I=I, H=H, k=k, backward=backward, run=run)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        res = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")]
+        if not res:
+            lines.append(f"| {backward} | {k} | failed: {out.stderr.strip()[-200:]} | | |")
+            continue
+        est, rss, secs = res[0].split()[1:]
+        rss = rss if run else "(not run)"
+        secs = secs if run else "(not run)"
+        lines.append(f"| {backward} | {k} | {est} | {rss} | {secs} |")
+    return "\n".join(lines)
+
+
+def header():
+    v = peers.versions()
+    dev = jax.devices()[0]
+    return (
+        f"device: {dev.platform} ({dev.device_kind}), {os.cpu_count()} CPU cores, "
+        f"{platform.processor() or platform.machine()}; python {platform.python_version()}\n"
+        + ", ".join(f"{k} {val}" for k, val in v.items())
+        + f"\nXLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
+    )
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny shape, one round: a smoke test")
+    ap.add_argument("--shapes", default="S,M,L", help="comma-separated subset of S, M, L")
+    ap.add_argument("--peers", default=",".join(peers.PEERS), help="comma-separated peers")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--reps", type=int, default=1, help="calls per timing")
+    ap.add_argument("--compile", action="store_true", help="compile time and memory report")
+    ap.add_argument("--long", action="store_true", help="T=100,000 remat report")
+    args = ap.parse_args(argv)
+    names = [n for n in args.peers.split(",") if n]
+    print(header())
+    if args.quick:
+        res = {"tiny": time_shape(build((2, 5, 3, 4), names, True), 1, 1)}
+        print(speed_table(res))
+        print(compile_report((2, 5, 3, 4), (5, 10), []))
+        print(long_report(2, 50, 3, 4, [("bptt", 10, True)]))
+        return res
+    results = {}
+    for s in args.shapes.split(","):
+        print(f"timing {s} {SHAPES[s]} ...", file=sys.stderr, flush=True)
+        results[s] = time_shape(build(SHAPES[s], names, True), args.rounds, args.reps)
+    if results:
+        print("\n## Speed (ms, median; ratio = time / lstm_jax (bptt) time)\n")
+        print(speed_table(results))
+    if args.compile:
+        print("\n## Training-step compile time and compiled temp memory, B=64, I=128, H=256\n")
+        print(compile_report((64, None, 128, 256), (10, 100, 1000), names))
+    if args.long:
+        print("\n## Long sequence, training step\n")
+        configs = [
+            ("autodiff", None, False),
+            ("bptt", None, False),
+            ("bptt", 100, True),
+            ("bptt", 316, True),
+            ("bptt", 1000, True),
+        ]
+        print(long_report(16, 100_000, 32, 128, configs))
+    return results
+
+
+if __name__ == "__main__":
+    main()

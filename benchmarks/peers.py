@@ -1,0 +1,178 @@
+"""One LSTM layer per library, each as a pair of closures ``fwd()`` and ``train()``.
+
+Every entry builds the same problem: a single-layer LSTM with hidden size ``H`` over a batch-major
+``(B, T, I)`` float32 input, returning all ``T`` outputs. ``fwd`` computes the outputs; ``train``
+computes the gradient of ``mean(ys ** 2)`` with respect to the parameters and the input. Both
+block until the result is ready. JAX entries also expose ``jax_train`` (the un-jitted gradient
+function) and ``args``, so compile time and the compiled step's memory can be measured.
+
+A peer whose package is missing is skipped (its builder raises ``ImportError``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+@dataclass
+class Entry:
+    name: str
+    fwd: Callable[[], Any]
+    train: Callable[[], Any]
+    jax_train: Callable | None = None  # gradient function before jit (JAX entries)
+    args: tuple = ()
+
+
+def _loss(ys):
+    return jnp.mean(jnp.square(ys))
+
+
+def _jax_entry(name, apply, params, x):
+    """``apply(params, x) -> ys``: jit the forward and the gradient w.r.t. (params, x)."""
+    grad = jax.grad(lambda p, x: _loss(apply(p, x)), argnums=(0, 1))
+    fwd, train = jax.jit(apply), jax.jit(grad)
+    return Entry(
+        name,
+        lambda: jax.block_until_ready(fwd(params, x)),
+        lambda: jax.block_until_ready(train(params, x)),
+        grad,
+        (params, x),
+    )
+
+
+def lstm_jax_entry(x, H, backward="bptt", unroll=1, name=None):
+    import lstm_jax as lj
+
+    cell = lj.LSTMCell(H, forget_bias=0.0)
+    params = cell.init(jax.random.key(0), x.shape[-1])
+    run = lj.lstm_scan if backward == "bptt" else lj.scan
+    name = name or f"lstm_jax ({backward})"
+    return _jax_entry(name, lambda p, x: run(cell, p, x, unroll=unroll)[1], params, x)
+
+
+def flax_linen_entry(x, H):
+    import flax.linen as nn
+
+    model = nn.RNN(nn.OptimizedLSTMCell(H))
+    params = model.init(jax.random.key(0), x)
+    return _jax_entry("flax linen RNN(OptimizedLSTMCell)", model.apply, params, x)
+
+
+def flax_nnx_entry(x, H):
+    from flax import nnx
+
+    model = nnx.RNN(nnx.OptimizedLSTMCell(x.shape[-1], H, rngs=nnx.Rngs(0)))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def apply(params, x):
+        zero = jnp.zeros(x.shape[:1] + (H,), x.dtype)  # explicit carry: no RNG needed
+        return nnx.merge(graphdef, params, rest)(x, initial_carry=(zero, zero))
+
+    return _jax_entry("flax nnx RNN(OptimizedLSTMCell)", apply, params, x)
+
+
+def equinox_entry(x, H):
+    import equinox as eqx
+
+    cell = eqx.nn.LSTMCell(x.shape[-1], H, key=jax.random.key(0))
+    params, static = eqx.partition(cell, eqx.is_array)
+
+    def apply(params, x):
+        cell = eqx.combine(params, static)
+
+        def one(xs):  # (T, I) -> (T, H)
+            def step(carry, x_t):
+                carry = cell(x_t, carry)
+                return carry, carry[0]
+
+            zero = jnp.zeros((H,), xs.dtype)
+            return jax.lax.scan(step, (zero, zero), xs)[1]
+
+        return jax.vmap(one)(x)
+
+    return _jax_entry("equinox LSTMCell+scan", apply, params, x)
+
+
+def haiku_entry(x, H):
+    import haiku as hk
+
+    def f(x):
+        core = hk.LSTM(H)
+        xs = jnp.swapaxes(x, 0, 1)  # (T, B, I): dynamic_unroll is time-major
+        ys, _ = hk.dynamic_unroll(core, xs, core.initial_state(x.shape[0]))
+        return jnp.swapaxes(ys, 0, 1)
+
+    model = hk.without_apply_rng(hk.transform(f))
+    params = model.init(jax.random.key(0), x)
+    return _jax_entry("haiku LSTM+dynamic_unroll", model.apply, params, x)
+
+
+def keras_entry(x, H):
+    import keras
+
+    if keras.backend.backend() != "jax":
+        raise ImportError("keras is not on the JAX backend (set KERAS_BACKEND=jax)")
+    layer = keras.layers.LSTM(H, return_sequences=True)
+    layer.build(x.shape)
+    trainable = [v.value for v in layer.trainable_variables]
+    frozen = [v.value for v in layer.non_trainable_variables]
+
+    def apply(params, x):
+        ys, _ = layer.stateless_call(params, frozen, x)
+        return ys
+
+    return _jax_entry("keras 3 LSTM (jax)", apply, trainable, x)
+
+
+def torch_entry(x, H):
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(0)
+    model = torch.nn.LSTM(x.shape[-1], H, batch_first=True)
+    xt = torch.from_numpy(np.array(x)).requires_grad_(True)
+
+    def fwd():
+        with torch.no_grad():
+            return model(xt)[0]
+
+    def train():
+        model.zero_grad(set_to_none=True)
+        xt.grad = None
+        ys, _ = model(xt)
+        ys.square().mean().backward()
+        return xt.grad
+
+    return Entry("torch nn.LSTM", fwd, train)
+
+
+PEERS = {
+    "flax": flax_linen_entry,
+    "nnx": flax_nnx_entry,
+    "equinox": equinox_entry,
+    "haiku": haiku_entry,
+    "keras": keras_entry,
+    "torch": torch_entry,
+}
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of every library the benchmark can time."""
+    import importlib.metadata as md
+
+    out = {}
+    for dist in ("jax", "jaxlib", "flax", "equinox", "dm-haiku", "keras", "torch", "lstm_jax"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
