@@ -5,6 +5,7 @@ carries are NamedTuple pytrees; sequences run through ``jax.lax.scan``.
 """
 
 from lstm_jax._attention import AdditiveAttention, AttentionParams
+from lstm_jax._bptt import lstm_scan
 from lstm_jax._convlstm import ConvLSTMCell, ConvLSTMParams
 from lstm_jax._dense import Dense, DenseParams
 from lstm_jax._ensemble import init_ensemble, make_ensemble_step, train_ensemble
@@ -63,6 +64,7 @@ __all__ = [
     "last_step",
     "load_params",
     "lstm_equations",
+    "lstm_scan",
     "make_ensemble_step",
     "make_eval_step",
     "make_tbptt_step",
