@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from lstm_jax._bptt import check_supported, lstm_scan
 from lstm_jax._checks import Problems, check_size
 from lstm_jax._gru import GRUCell
 from lstm_jax._lstm import LSTMCell
@@ -55,6 +56,10 @@ class StackedRNN:
         a ``key``.
       time_major: inputs and outputs are ``(T, ..., F)`` instead of ``(..., T, F)``.
       unroll: passed to ``jax.lax.scan``.
+      backward: how gradients are computed: ``"autodiff"`` (``jax.grad`` through
+        :func:`lstm_jax.scan`) or ``"bptt"`` (the hand-derived backward pass of
+        :func:`lstm_jax.lstm_scan`; LSTM cells with sigmoid/tanh and no peephole, projection,
+        layer norm or mixed precision). Both give the same outputs and gradients.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -73,9 +78,16 @@ class StackedRNN:
     recurrent_dropout: float = 0.0
     time_major: bool = False
     unroll: int | bool = 1
+    backward: str = "autodiff"
 
     def __post_init__(self):
         check_size("StackedRNN", "num_layers", self.num_layers)
+        if self.backward not in ("autodiff", "bptt"):
+            raise ValueError(
+                f"`StackedRNN`: `backward` must be 'autodiff' or 'bptt'; got {self.backward!r}."
+            )
+        if self.backward == "bptt":
+            check_supported("StackedRNN", self.cell)
         for name in ("dropout", "recurrent_dropout"):
             rate = getattr(self, name)
             if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
@@ -143,7 +155,7 @@ class StackedRNN:
             shape = self._batch_shape(xs) + (self.cell.output_size,)
             keep = 1.0 - self.recurrent_dropout
             mask = jax.random.bernoulli(key, keep, shape).astype(xs.dtype) / keep
-        return scan(
+        return (lstm_scan if self.backward == "bptt" else scan)(
             self.cell,
             params,
             xs,
@@ -210,17 +222,19 @@ def LSTM(
     recurrent_dropout: float = 0.0,
     time_major: bool = False,
     unroll: int | bool = 1,
+    backward: str = "autodiff",
     **cell_options,
 ) -> StackedRNN:
     """A stacked (optionally bidirectional) LSTM: ``StackedRNN(LSTMCell(hidden_size, ...))``.
 
     ``cell_options`` go to :class:`LSTMCell` (``forget_bias``, ``peephole``, ``layer_norm``,
     ``dtype``, ...). The seed's Keras ``LSTM(50, input_shape=(100, 1))`` is ``LSTM(50)`` with
-    ``init(key, input_size=1)``.
+    ``init(key, input_size=1)``. ``backward="bptt"`` uses the hand-derived backward pass
+    (see :class:`StackedRNN`).
     """
     cell = LSTMCell(hidden_size, proj_size=proj_size, **cell_options)
     return StackedRNN(
-        cell, num_layers, bidirectional, dropout, recurrent_dropout, time_major, unroll
+        cell, num_layers, bidirectional, dropout, recurrent_dropout, time_major, unroll, backward
     )
 
 
