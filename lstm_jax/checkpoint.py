@@ -22,7 +22,6 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-from flax.serialization import msgpack_restore, msgpack_serialize
 
 MAGIC = b"LSTMJAX\x01"
 _HEADER = len(MAGIC) + 32
@@ -143,6 +142,10 @@ def _write(path, kind: str, tree: Any, config: dict, meta: dict) -> None:
         config_text, meta_text = json.dumps(config), json.dumps(meta)
     except TypeError as e:
         raise TypeError(f"`save_{kind}`: `config` and `meta` must be JSON-serialisable: {e}") from e
+    # flax's msgpack codec (arrays as ext types) is imported here, not at module level, so
+    # that `import lstm_jax` does not load Flax.
+    from flax.serialization import msgpack_serialize
+
     payload = msgpack_serialize(
         {
             "version": 1,
@@ -168,6 +171,8 @@ def _read(path, kind: str) -> dict:
         raise CheckpointError(
             f"{path} is corrupted (checksum mismatch: truncated or modified); use an earlier copy."
         )
+    from flax.serialization import msgpack_restore
+
     try:
         content = msgpack_restore(payload)
     except Exception as e:  # the checksum matched, so this is a foreign writer's file
