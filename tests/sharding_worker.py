@@ -12,6 +12,7 @@ The assertions live in the test; this script only measures.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -57,13 +58,29 @@ def reference():
     return losses, state
 
 
-def on_mesh(mesh, make_batch):
-    step = sh.shard_step(lj.make_train_step(loss_fn, OPT), mesh)
+def on_mesh(mesh, make_batch, loss=loss_fn):
+    """Four sharded steps; also counts the collectives XLA put inside the time loops."""
+    step = sh.shard_step(lj.make_train_step(loss, OPT), mesh)
     state, losses = sh.shard_state(lj.init_train_state(make_params(), OPT), mesh), []
-    for batch in batches():
-        state, metrics = step(state, make_batch(batch))
+    for i, batch in enumerate(batches()):
+        batch = make_batch(batch)
+        if i == 0:
+            step = step.lower(state, batch).compile()
+            loops = loop_collectives(step.as_text())
+        state, metrics = step(state, batch)
         losses.append(float(metrics["loss"]))
-    return losses, state
+    return losses, state, loops
+
+
+COLLECTIVE = r"(all-gather|all-reduce|all-to-all|collective-permute|reduce-scatter)(?:-start)?\("
+
+
+def loop_collectives(hlo: str) -> dict:
+    """Collectives inside while-loop bodies (the forward and backward scans over time)."""
+    bodies = set(re.findall(r"body=(%?[\w.\-]+)", hlo))
+    comps = dict(re.findall(r"\n(%?[\w.\-]+) \([^\n]*\{(.*?)\n\}", hlo, re.S))
+    found = [c for b in bodies for c in re.findall(COLLECTIVE, comps[b])]
+    return {c: found.count(c) for c in sorted(set(found))}
 
 
 def max_diff(a, b):
@@ -100,11 +117,14 @@ def single(ckpt):
     out = {"devices": jax.device_count()}
     out["ref_losses"], ref = reference()
     out["ref_param_norm"] = norm(ref.params)
-    for name, mesh in [("dp8", sh.make_mesh(8)), ("dp4x2", sh.make_mesh(4, 2))]:
-        losses, state = on_mesh(mesh, lambda b, m=mesh: sh.shard_batch(b, m))
+    mesh8 = sh.make_mesh(8)
+    runs = [("dp8", mesh8, loss_fn), ("dp8_local", mesh8, sh.data_parallel_loss(loss_fn, mesh8))]
+    for name, mesh, loss in [*runs, ("dp4x2", sh.make_mesh(4, 2), loss_fn)]:
+        losses, state, loops = on_mesh(mesh, lambda b, m=mesh: sh.shard_batch(b, m), loss)
         w_h = state.params[0][0].forward.w_h
         out[name] = {
             "losses": losses,
+            "loop_collectives": loops,
             "param_diff": max_diff(state.params, ref.params),
             "w_h_spec": spec(w_h),
             "mu_spec": spec(state.opt_state[0].mu[0][0].forward.w_h),
@@ -169,7 +189,7 @@ def multi(ckpt, pid, port):
         half = len(batch[0]) // 2
         return sh.global_batch(tuple(x[pid * half : (pid + 1) * half] for x in batch), mesh)
 
-    out["losses"], state = on_mesh(mesh, local_rows)
+    out["losses"], state, _ = on_mesh(mesh, local_rows)
     out["param_norm"] = norm(state.params)  # the reference run's is in `single`'s output
     out["w_h_spec"] = spec(state.params[0][0].forward.w_h)
     sh.save_sharded(ckpt, state)
