@@ -217,3 +217,15 @@ def _restore(path, payload: dict, like: Any) -> Any:
         )
     treedef = jax.tree.structure(like)
     return jax.tree.unflatten(treedef, [jax.numpy.asarray(a) for a in saved])
+
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "atomic_write_bytes",
+    "load_checkpoint",
+    "load_params",
+    "read_checkpoint_info",
+    "save_checkpoint",
+    "save_params",
+]

@@ -14,12 +14,40 @@ CORE = {
     "StackedRNN", "dropout", "last_step", "lstm_equations", "reverse_padded", "scan",
     "sequence_mask",
 }  # fmt: skip
+TRAINING = {
+    "TrainState", "init_train_state", "make_train_step", "make_eval_step", "fit", "FitResult",
+    "make_tbptt_step", "fit_tbptt", "stream_chunks", "reset_carry", "save_params", "load_params",
+    "init_ensemble", "make_ensemble_step", "train_ensemble", "lstm_scan", "ConvLSTMCell",
+}  # fmt: skip
+SUBMODULES = {
+    "lstm_jax.interop": {"from_torch", "to_torch", "from_keras", "to_keras", "from_flax",
+                         "to_flax"},
+    "lstm_jax.nnx": {"LSTMCell", "OptimizedLSTMCell", "GRUCell", "SimpleCell", "RNN",
+                     "Bidirectional"},
+    "lstm_jax.sharding": {"make_mesh", "shard_state", "shard_batch", "shard_step", "global_batch",
+                          "initialize_distributed", "save_sharded", "restore_sharded"},
+    "lstm_jax.data": {"load_series", "load_text", "load_csv", "sliding_windows", "adding_problem",
+                      "copy_task", "pad_sequences"},
+    "lstm_jax.diagnostics": {"input_gradient_flow", "state_gradient_flow", "gate_statistics"},
+    "lstm_jax.checkpoint": {"save_checkpoint", "load_checkpoint", "CheckpointError"},
+}  # fmt: skip
 
 
 def test_core_names_are_exported():
-    assert CORE <= set(lj.__all__)
+    assert CORE | TRAINING <= set(lj.__all__)
+    assert list(lj.__all__) == sorted(lj.__all__)
     for name in lj.__all__:
         assert hasattr(lj, name), name
+
+
+@pytest.mark.parametrize("module", sorted(SUBMODULES))
+def test_submodule_names_are_exported(module):
+    import importlib
+
+    mod = importlib.import_module(module)
+    assert SUBMODULES[module] <= set(mod.__all__)
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.{name}"
 
 
 def test_core_does_not_import_frameworks():
