@@ -142,7 +142,8 @@ def _block_grads(st, w_x, w_h, b, xs, h0, c0, hs, cs, acts, dhs, dh, dc, valid, 
     T, B, G = dz.shape
     dz2 = dz.reshape(T * B, G)
     dw_x = xs.reshape(T * B, -1).T @ dz2  # (I, G*H): one GEMM over all steps
-    dw_h = _masked(h_prev, mask).reshape(T * B, -1).T @ dz2  # (H, G*H)
+    hm = h_prev if mask is None else h_prev * mask[None]  # (T, B, H)
+    dw_h = hm.reshape(T * B, -1).T @ dz2  # (H, G*H)
     db = None if b is None else jnp.sum(dz2, axis=0)
     dxs = dz @ w_x.T  # (T, B, I)
     dmask = None if mask is None else jnp.sum(h_prev * dhm, axis=0)
