@@ -1,0 +1,57 @@
+"""Every notebook in ``notebooks/`` runs top to bottom in a fresh ``python3`` kernel.
+
+One test per notebook. Each runs in its own temporary working directory (so a notebook that
+writes files leaves nothing in the checkout) under a budget for the whole notebook: every
+cell's timeout is what is left of that budget. A failing cell fails the test with the cell's
+source and traceback. Warnings raised inside the kernel are printed there, not turned into
+errors: pytest's ``filterwarnings = error`` governs this process only.
+"""
+
+import math
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+# Each notebook takes well under a minute on 2 CPU cores; the slack is for slow or busy machines.
+NOTEBOOK_BUDGET_S = 300
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _execute(path: Path, cwd: Path) -> tuple[object, float]:
+    nb = nbformat.read(path, as_version=4)
+    deadline = time.monotonic() + NOTEBOOK_BUDGET_S
+    client = nbclient.NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout_func=lambda cell: max(1, math.ceil(deadline - time.monotonic())),
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    t0 = time.monotonic()
+    try:
+        client.execute()
+    except nbclient.exceptions.CellTimeoutError as e:
+        pytest.fail(f"{path.name} ran past its {NOTEBOOK_BUDGET_S} s budget: {e}", pytrace=False)
+    except nbclient.exceptions.CellExecutionError as e:
+        pytest.fail(f"{path.name} failed:\n{ANSI.sub('', str(e))}", pytrace=False)
+    return nb, time.monotonic() - t0
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 5, [p.name for p in NOTEBOOKS]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path, tmp_path):
+    nb, seconds = _execute(path, tmp_path)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.execution_count is not None for c in code)
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors
+    assert seconds < NOTEBOOK_BUDGET_S
