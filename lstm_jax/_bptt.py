@@ -95,7 +95,9 @@ def lstm_scan(
         valid = jnp.ones((T, B, 1), bool) if valid is None else valid
         valid = jnp.concatenate([valid, jnp.zeros((pad, B, 1), bool)], 0)
         xs_t = jnp.concatenate([xs_t, jnp.zeros((pad,) + xs_t.shape[1:], dt)], 0)
-    st = Static(cell.forget_gate, unroll, False, None if k is None or k >= T else k)
+    # One stacked product per step: measured 2x faster than two at small sizes (B=32, I=1,
+    # H=50) on CPU, and no slower at B=64, I=128, H=256 or B=32, I=256, H=512.
+    st = Static(cell.forget_gate, unroll, False, None if k is None or k >= T else k, True)
     h0, c0 = carry.h.astype(dt).reshape(B, H), carry.c.astype(dt).reshape(B, H)
     hs, c_T = lstm_core(st, params.w_x, params.w_h, params.b, xs_t, h0, c0, valid, mask)
     h_T = hs[-1]  # skipped steps keep the carry, so the last row is the final h

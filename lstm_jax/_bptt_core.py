@@ -46,6 +46,7 @@ class Static(NamedTuple):
     unroll: int | bool = 1
     hoist: bool = False  # compute X W_x + b for all steps in one GEMM before the recurrence
     segment: int | None = None  # steps per checkpointed segment; None keeps every step
+    stack: bool = False  # one product [x_t, m h_{t-1}] [W_x; W_h] per step instead of two
 
 
 def _proj(x, w_x, b):
@@ -80,11 +81,15 @@ def _masked(h, mask):
 def _forward(st, w_x, w_h, b, xs, h0, c0, valid, mask, save):
     """Runs the recurrence. Returns ``(c_T, hs)`` or, with ``save``, ``(c_T, hs, cs, acts)``."""
     zx = _proj(xs, w_x, b) if st.hoist else None  # (T, B, G*H)
+    w = jnp.concatenate([w_x, w_h], 0) if st.stack else None  # (I + H, G*H)
 
     def step(carry, inp):
         h, c = carry
         x, zx_t, ok = inp
-        z = (zx_t if st.hoist else _proj(x, w_x, b)) + _masked(h, mask) @ w_h  # (B, G*H)
+        if st.stack:
+            z = _proj(jnp.concatenate([x, _masked(h, mask)], -1), w, b)  # (B, G*H)
+        else:
+            z = (zx_t if st.hoist else _proj(x, w_x, b)) + _masked(h, mask) @ w_h
         a = _acts(z, st.forget_gate)
         i, f, g, o = _split(a, st.forget_gate)
         c_new = i * g + (c if f is None else f * c)
