@@ -158,15 +158,83 @@ def long_report(B, T, I, H, configs):
     return "\n".join(lines)
 
 
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def header():
     v = peers.versions()
     dev = jax.devices()[0]
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return (
-        f"device: {dev.platform} ({dev.device_kind}), {os.cpu_count()} CPU cores, "
-        f"{platform.processor() or platform.machine()}; python {platform.python_version()}\n"
+        f"{time.strftime('%Y-%m-%d %H:%M')}; device: {dev.platform} ({dev.device_kind}), "
+        f"{os.cpu_count()} CPU cores, {cpu_model()}; load average {load}; "
+        f"python {platform.python_version()}\n"
         + ", ".join(f"{k} {val}" for k, val in v.items())
         + f"\nXLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
     )
+
+
+def target_table(results):
+    """Markdown: per shape, torch / lstm_jax and (fastest JAX peer) / lstm_jax, fwd and train."""
+    lines = [
+        "| shape | torch / ours fwd | torch / ours train | fastest JAX peer, train | "
+        "that peer / ours train |",
+        "|---|---|---|---|---|",
+    ]
+    for s, r in results.items():
+        ours = {m: r[(OURS, m)] for m in ("fwd", "train")}
+        torch = {m: r.get(("torch nn.LSTM", m), float("nan")) for m in ("fwd", "train")}
+        jax_peers = [n for n, m in r if m == "train" and n not in (OURS, "torch nn.LSTM")]
+        jax_peers = [n for n in jax_peers if not n.startswith("lstm_jax")]
+        best = min(jax_peers, key=lambda n: r[(n, "train")], default=None)
+        best_ratio = r[(best, "train")] / ours["train"] if best else float("nan")
+        lines.append(
+            f"| {s} | {torch['fwd'] / ours['fwd']:.2f}x | {torch['train'] / ours['train']:.2f}x "
+            f"| {best} | {best_ratio:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def bf16_report(shapes, rounds):
+    """bfloat16 compute (``LSTMCell(dtype=bfloat16)``, float32 params) against float32."""
+    import jax.numpy as jnp
+
+    import lstm_jax as lj
+
+    lines = [
+        "| shape (B, T, I, H) | f32 fwd / train (ms) | bf16 fwd / train (ms) | speed-up fwd / "
+        "train | max abs error ys | rel. error grad w_h |",
+        "|---|---|---|---|---|---|",
+    ]
+    for B, T, I, H in shapes:
+        x = jax.random.normal(jax.random.key(1), (B, T, I))
+        params = lj.LSTMCell(H, forget_bias=0.0).init(jax.random.key(0), I)
+        entries, outs = [], {}
+        for name, dt in (("f32", None), ("bf16", jnp.bfloat16)):
+            cell = lj.LSTMCell(H, forget_bias=0.0, dtype=dt)
+            e = peers._jax_entry(name, lambda p, x, c=cell: lj.scan(c, p, x)[1], params, x)
+            outs[name] = (e.fwd(), e.train())
+            entries.append(e)
+        t = time_shape(entries, rounds, 1)
+        y32, (g32, _) = outs["f32"]
+        y16, (g16, _) = outs["bf16"]
+        err_y = float(jnp.max(jnp.abs(y16.astype(jnp.float32) - y32)))
+        err_g = float(jnp.max(jnp.abs(g16.w_h - g32.w_h)) / jnp.max(jnp.abs(g32.w_h)))
+        f_f, f_t, b_f, b_t = (t[(n, m)] for n in ("f32", "bf16") for m in ("fwd", "train"))
+        lines.append(
+            f"| {(B, T, I, H)} | {f_f:.1f} / {f_t:.1f} | {b_f:.1f} / {b_t:.1f} "
+            f"| {f_f / b_f:.2f}x / {f_t / b_t:.2f}x | {err_y:.1e} | {err_g:.1e} |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -178,14 +246,17 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=1, help="calls per timing")
     ap.add_argument("--compile", action="store_true", help="compile time and memory report")
     ap.add_argument("--long", action="store_true", help="T=100,000 remat report")
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 compute against float32")
     args = ap.parse_args(argv)
     names = [n for n in args.peers.split(",") if n]
     print(header())
     if args.quick:
         res = {"tiny": time_shape(build((2, 5, 3, 4), names, True), 1, 1)}
         print(speed_table(res))
+        print(target_table(res))
         print(compile_report((2, 5, 3, 4), (5, 10), []))
         print(long_report(2, 50, 3, 4, [("bptt", 10, True)]))
+        print(bf16_report([(2, 5, 3, 4)], 1))
         return res
     results = {}
     for s in args.shapes.split(","):
@@ -194,6 +265,11 @@ def main(argv=None):
     if results:
         print("\n## Speed (ms, median; ratio = time / lstm_jax (bptt) time)\n")
         print(speed_table(results))
+        print("\n## Targets (ratio = other / lstm_jax (bptt); above 1: lstm_jax is faster)\n")
+        print(target_table(results))
+    if args.bf16:
+        print("\n## bfloat16 compute, lstm_jax.scan (autodiff), float32 params\n")
+        print(bf16_report([SHAPES["M"], SHAPES["L"]], args.rounds))
     if args.compile:
         print("\n## Training-step compile time and compiled temp memory, B=64, I=128, H=256\n")
         print(compile_report((64, None, 128, 256), (10, 100, 1000), names))
