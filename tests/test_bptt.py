@@ -86,6 +86,20 @@ def test_equals_autodiff_with_recurrent_mask_including_its_gradient():
     _assert_same(cell, params, xs, carry, recurrent_mask=mask, lengths=jnp.array([7, 4, 1]))
 
 
+@pytest.mark.parametrize("input_size", [1, 8])  # stacked [x_t, h] product (4 I <= H) or two
+@pytest.mark.parametrize("forget_gate", [True, False])
+def test_both_product_layouts_equal_autodiff(input_size, forget_gate):
+    cell = lj.LSTMCell(8, param_dtype=FLOAT, forget_gate=forget_gate)
+    keys = jax.random.split(jax.random.key(10), 4)
+    params = randomize(cell.init(keys[0], input_size), keys[1])
+    xs = normal(keys[2], (3, T, input_size))
+    carry = randomize(cell.initial_carry((3,)), keys[3])
+    mask = jax.random.uniform(jax.random.key(11), (3, 8), FLOAT)
+    kw = dict(lengths=jnp.array([7, 2, 5]), recurrent_mask=mask)
+    _assert_same(cell, params, xs, carry, **kw)
+    _assert_same(cell, params, xs, carry, bptt_kw={"checkpoint_every": 3}, **kw)
+
+
 @pytest.mark.parametrize("k", [1, 3, 7])  # 3 leaves a partial last segment; 7 = T: unsegmented
 @pytest.mark.parametrize("reverse", [False, True])
 def test_checkpoint_every_equals_autodiff(k, reverse):
