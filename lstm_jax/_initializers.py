@@ -35,15 +35,30 @@ def _symmetric_uniform(bound: float) -> Initializer:
 
 
 def resolve_initializer(init: str | Initializer, hidden: int, where: str, arg: str) -> Initializer:
-    if callable(init):
-        return init
-    try:
-        return _NAMED[init](hidden)
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"`{where}`: `{arg}` must be a callable `(key, shape, dtype) -> array` or one of "
-            f"{sorted(_NAMED)}; got {init!r}."
-        ) from None
+    if not callable(init):
+        try:
+            init = _NAMED[init](hidden)
+        except (KeyError, TypeError):
+            raise ValueError(
+                f"`{where}`: `{arg}` must be a callable `(key, shape, dtype) -> array` or one of "
+                f"{sorted(_NAMED)}; got {init!r}."
+            ) from None
+    return _at_least_f32(init)
+
+
+def _at_least_f32(init: Initializer) -> Initializer:
+    """``init`` drawn in float32 and cast when asked for a narrower float (bf16, f16).
+
+    The orthogonal initialiser's QR decomposition has no bfloat16 kernel on CPU, and low
+    precision draws lose the statistics the initialisers are chosen for.
+    """
+
+    def draw(key, shape, dtype=jnp.float32):
+        if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
+            return init(key, shape, jnp.float32).astype(dtype)
+        return init(key, shape, dtype)
+
+    return draw
 
 
 def gate_blocks(init: Initializer, key, fan_in: int, hidden: int, n_gates: int, dtype) -> jax.Array:
