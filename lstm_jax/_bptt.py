@@ -1,6 +1,6 @@
 """``lstm_scan``: :func:`lstm_jax.scan` for the LSTM with a hand-derived backward pass.
 
-The seed's ``LSTMCell`` has ``forward`` and ``backward(output_gradient)``. This is the
+The article's ``LSTMCell`` has ``forward`` and ``backward(output_gradient)``. This is the
 functional equivalent for a whole sequence: the forward pass is the same recurrence as
 :func:`lstm_jax.scan`, and its vector-Jacobian product is written out by hand
 (backpropagation through time, see :mod:`lstm_jax._bptt_core` for the equations) and attached

@@ -1,4 +1,4 @@
-"""The GRU cell (Cho et al. 2014), the seed's "simpler variant of LSTM with fewer gates".
+"""The GRU cell (Cho et al. 2014), the article's "simpler variant of LSTM with fewer gates".
 
 Layout: ``w_x: (I, 3H)``, ``w_h: (H, 3H)``, ``b: (3H,)`` with gate blocks ordered **r, z, n**
 (reset, update, candidate), PyTorch's and Flax's order. The carry is the hidden state ``h``

@@ -2,7 +2,7 @@
 
 A fused matrix ``w`` of shape ``(fan_in, n_gates * hidden)`` is initialised block by block, so
 each gate gets the statistics it would get as a separate ``(fan_in, hidden)`` matrix (as in
-Flax's and Haiku's per-gate Dense layers): Glorot/Xavier uniform for input weights (the seed's
+Flax's and Haiku's per-gate Dense layers): Glorot/Xavier uniform for input weights (the article's
 ``WeightInit.XAVIER``), orthogonal for recurrent weights (Saxe et al. 2014), or PyTorch's
 ``U(-1/sqrt(hidden), 1/sqrt(hidden))``.
 """

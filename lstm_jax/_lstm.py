@@ -80,7 +80,7 @@ class LSTMGates(NamedTuple):
 
 
 def lstm_equations(cell: LSTMCell, params: LSTMParams, carry: LSTMState, z: jax.Array):
-    """The seed's six equations, in order, given the fused pre-activations ``z``.
+    """The article's six equations, in order, given the fused pre-activations ``z``.
 
     With ``z = x_t @ w_x + h_{t-1} @ w_h + b`` (the ``W . [h_{t-1}, x_t] + b`` of every gate)::
 

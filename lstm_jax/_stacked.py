@@ -228,7 +228,7 @@ def LSTM(
     """A stacked (optionally bidirectional) LSTM: ``StackedRNN(LSTMCell(hidden_size, ...))``.
 
     ``cell_options`` go to :class:`LSTMCell` (``forget_bias``, ``peephole``, ``layer_norm``,
-    ``dtype``, ...). The seed's Keras ``LSTM(50, input_shape=(100, 1))`` is ``LSTM(50)`` with
+    ``dtype``, ...). The article's Keras ``LSTM(50, input_shape=(100, 1))`` is ``LSTM(50)`` with
     ``init(key, input_size=1)``. ``backward="bptt"`` uses the hand-derived backward pass
     (see :class:`StackedRNN`).
     """

@@ -1,6 +1,6 @@
 """Diagnostics for recurrent cells: how far back gradients reach, and what the gates do.
 
-The seed's central claim is that an LSTM learns long-term dependencies where a plain RNN's
+The article's central claim is that an LSTM learns long-term dependencies where a plain RNN's
 gradients vanish. Two measurements make that claim visible for any cell of this library:
 
 * :func:`input_gradient_flow`: ``||dy_T / dx_t||_F`` as a function of the lag ``T - t`` (one

@@ -1,4 +1,4 @@
-"""Reproducible experiments behind the seed's claim, runnable from the command line.
+"""Reproducible experiments behind the article's claim, runnable from the command line.
 
 The adding problem (Hochreiter & Schmidhuber 1997, experiment 4; the variant of Le et al. 2015)
 asks a recurrent net to read a length-``T`` sequence of (value, marker) pairs and output the
