@@ -20,7 +20,13 @@ import jax.numpy as jnp
 from lstm_jax._bptt_core import Static, lstm_core
 from lstm_jax._checks import Problems
 from lstm_jax._lstm import LSTMCell, LSTMState
-from lstm_jax._scan import _nan_if_out_of_range, _valid_steps, check_sequence, scan
+from lstm_jax._scan import (
+    _nan_if_out_of_range,
+    _valid_steps,
+    check_sequence,
+    resolve_unroll,
+    scan,
+)
 
 _SUPPORTED_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
 
@@ -34,7 +40,7 @@ def lstm_scan(
     lengths: jax.Array | None = None,
     reverse: bool = False,
     time_major: bool = False,
-    unroll: int | bool = 1,
+    unroll: int | bool | None = None,
     recurrent_mask: jax.Array | None = None,
     checkpoint_every: int | None = None,
 ) -> tuple[LSTMState, jax.Array]:
@@ -54,7 +60,8 @@ def lstm_scan(
       lengths: optional integer ``...``-shaped valid lengths in ``[0, T]``.
       reverse: process the sequence from its end (outputs stay in input order).
       time_major: the layout of ``xs`` and of the returned ``ys``.
-      unroll: steps per loop iteration of the forward and backward recurrences.
+      unroll: steps per loop iteration of the forward and backward recurrences; None picks per
+        backend as in :func:`lstm_jax.scan` (8 on GPU, 1 elsewhere).
       recurrent_mask: optional ``(..., H)`` multiplier on ``h_{t-1}`` in the recurrent product.
       checkpoint_every: keep only every ``k``-th carry in the forward pass and recompute the
         gates of one ``k``-step segment at a time in the backward pass. Memory for the backward
@@ -99,7 +106,9 @@ def lstm_scan(
     # recurrent one was 1.6-2x faster on CPU at I=1 (H=50 to 256) and 10% at I=8, H=256, but
     # 10% slower at I=128, H=256 and I=256, H=512.
     stack = 4 * xs.shape[-1] <= H
-    st = Static(cell.forget_gate, unroll, False, None if k is None or k >= T else k, stack)
+    st = Static(
+        cell.forget_gate, resolve_unroll(unroll), False, None if k is None or k >= T else k, stack
+    )
     h0, c0 = carry.h.astype(dt).reshape(B, H), carry.c.astype(dt).reshape(B, H)
     hs, c_T = lstm_core(st, params.w_x, params.w_h, params.b, xs_t, h0, c0, valid, mask)
     h_T = hs[-1]  # skipped steps keep the carry, so the last row is the final h

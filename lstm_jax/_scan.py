@@ -32,6 +32,19 @@ from lstm_jax._checks import (
 Carry = Any
 Cell = Any
 
+# Steps per loop iteration when ``unroll=None``, by JAX's default backend. Unrolling spreads the
+# fixed cost of each iteration of XLA's while loop over several steps. On an NVIDIA H200, 8 steps
+# made the LSTM training step 1.5-2.8x faster through autodiff and 1.3-1.9x through the
+# hand-derived BPTT, and the forward pass 1.5-2.2x (B from 1 to 128, H from 50 to 1024;
+# benchmarks/RESULTS.md). On XLA:CPU unrolling gave no consistent gain in the forward loop and
+# made the backward loop slower from 4 steps on, so 1 there.
+UNROLL_BY_BACKEND = {"gpu": 8}
+
+
+def resolve_unroll(unroll: int | bool | None) -> int | bool:
+    """``unroll``, or this backend's default when it is None (see ``UNROLL_BY_BACKEND``)."""
+    return UNROLL_BY_BACKEND.get(jax.default_backend(), 1) if unroll is None else unroll
+
 
 def scan(
     cell: Cell,
@@ -42,7 +55,7 @@ def scan(
     lengths: jax.Array | None = None,
     reverse: bool = False,
     time_major: bool = False,
-    unroll: int | bool = 1,
+    unroll: int | bool | None = None,
     recurrent_mask: jax.Array | None = None,
 ) -> tuple[Carry, jax.Array]:
     """Runs ``cell`` over the time axis of ``xs`` with ``jax.lax.scan``.
@@ -56,7 +69,8 @@ def scan(
       reverse: process the sequence from its end. Outputs stay in input order: ``ys[t]``
         belongs to ``xs[t]``.
       time_major: the layout of ``xs`` and of the returned ``ys``.
-      unroll: steps per loop iteration, passed to ``jax.lax.scan``.
+      unroll: steps per loop iteration, passed to ``jax.lax.scan``. None (the default) picks
+        per backend: 8 on GPU, 1 elsewhere (measured; see ``benchmarks/RESULTS.md``).
       recurrent_mask: optional ``(..., P)`` multiplier on ``h_{t-1}`` where it enters the
         recurrent product, the same at every step (variational dropout).
 
@@ -92,7 +106,9 @@ def scan(
             y = jnp.where(ok, y, jnp.zeros_like(y))
         return new_carry, y
 
-    carry, ys = jax.lax.scan(step, carry, (xs_t, valid), reverse=reverse, unroll=unroll)
+    carry, ys = jax.lax.scan(
+        step, carry, (xs_t, valid), reverse=reverse, unroll=resolve_unroll(unroll)
+    )
     if lengths is not None:
         ys = ys + _nan_if_out_of_range(lengths, T, ys.dtype)  # (T, ..., P)
     return carry, (ys if time_major else jnp.moveaxis(ys, 0, -2))

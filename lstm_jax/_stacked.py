@@ -13,13 +13,11 @@ Params are a tuple with one :class:`LayerParams` per layer; the carry is a tuple
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from lstm_jax import _cudnn
 from lstm_jax._bptt import check_supported, lstm_scan
 from lstm_jax._checks import Problems, check_size
 from lstm_jax._gru import GRUCell
@@ -57,17 +55,12 @@ class StackedRNN:
         recurrent product, one mask per sequence and layer (Gal & Ghahramani 2016). Only with
         a ``key``.
       time_major: inputs and outputs are ``(T, ..., F)`` instead of ``(..., T, F)``.
-      unroll: passed to ``jax.lax.scan``.
+      unroll: steps per loop iteration, passed to ``jax.lax.scan``; None (the default) picks
+        per backend: 8 on GPU, 1 elsewhere (see :func:`lstm_jax.scan`).
       backward: how gradients are computed: ``"autodiff"`` (``jax.grad`` through
         :func:`lstm_jax.scan`) or ``"bptt"`` (the hand-derived backward pass of
         :func:`lstm_jax.lstm_scan`; LSTM cells with sigmoid/tanh and no peephole, projection,
         layer norm or mixed precision). Both give the same outputs and gradients.
-      kernel: what runs the recurrence. ``"auto"`` (the default): cuDNN's fused LSTM when JAX's
-        default backend is a GPU and the stack is one cuDNN has (plain float32 LSTM cells, no
-        recurrent dropout; see :mod:`lstm_jax._cudnn`), else ``jax.lax.scan``. ``"scan"``:
-        always ``jax.lax.scan`` (with ``backward`` and ``unroll``). ``"cudnn"``: always cuDNN,
-        raising a ``ValueError`` that says why where it cannot run. All three compute the same
-        outputs, carries and gradients to float rounding.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -85,16 +78,11 @@ class StackedRNN:
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
     time_major: bool = False
-    unroll: int | bool = 1
+    unroll: int | bool | None = None
     backward: str = "autodiff"
-    kernel: str = "auto"
 
     def __post_init__(self):
         check_size("StackedRNN", "num_layers", self.num_layers)
-        if self.kernel not in _cudnn.KERNELS:
-            raise ValueError(
-                f"`StackedRNN`: `kernel` must be one of {_cudnn.KERNELS}; got {self.kernel!r}."
-            )
         if self.backward not in ("autodiff", "bptt"):
             raise ValueError(
                 f"`StackedRNN`: `backward` must be 'autodiff' or 'bptt'; got {self.backward!r}."
@@ -147,8 +135,6 @@ class StackedRNN:
         self._check(params, xs, carry, lengths)
         if carry is None:
             carry = self.initial_carry(self._batch_shape(xs))
-        if self._use_cudnn(xs, key):
-            return self._apply_cudnn(params, xs, carry, lengths, key)
         keys = self._layer_keys(key)
         h, new_carry = xs, []
         for layer, (p, c, k) in enumerate(zip(params, carry, keys, strict=True)):
@@ -162,33 +148,6 @@ class StackedRNN:
                 y = jnp.concatenate([y, y_b], axis=-1)  # (..., T, 2P)
             h = y
             new_carry.append(LayerState(c_f, c_b))
-        return h, tuple(new_carry)
-
-    def _use_cudnn(self, xs, key) -> bool:
-        if self.kernel == "scan":
-            return False
-        T = xs.shape[0] if self.time_major else xs.shape[-2]
-        batch = math.prod(self._batch_shape(xs))
-        why = _cudnn.unsupported(self, dropout_key=key is not None, batch=batch, T=T)
-        if why and self.kernel == "cudnn":
-            raise ValueError(
-                f"`{type(self).__name__}.apply`: kernel='cudnn' cannot run this call: "
-                + "; ".join(why)
-                + ". Use kernel='auto' to fall back to `jax.lax.scan` where cuDNN cannot run."
-            )
-        return not why
-
-    def _apply_cudnn(self, params, xs, carry, lengths, key):
-        if key is None or self.dropout == 0:  # the whole stack in one fused call
-            return _cudnn.cudnn_stack(self, params, xs, carry, lengths, _cudnn.CUDNN)
-        one = dataclasses.replace(self, num_layers=1)
-        h, new_carry = xs, []
-        for layer, k in enumerate(self._layer_keys(key)):
-            if layer > 0:
-                h = apply_dropout(jax.random.split(k, 3)[0], h, self.dropout)
-            p, c = params[layer : layer + 1], carry[layer : layer + 1]
-            h, c = _cudnn.cudnn_stack(one, p, h, c, lengths, _cudnn.CUDNN)
-            new_carry += c
         return h, tuple(new_carry)
 
     def _run(self, params, xs, carry, lengths, reverse, key):
@@ -263,29 +222,20 @@ def LSTM(
     *,
     recurrent_dropout: float = 0.0,
     time_major: bool = False,
-    unroll: int | bool = 1,
+    unroll: int | bool | None = None,
     backward: str = "autodiff",
-    kernel: str = "auto",
     **cell_options,
 ) -> StackedRNN:
     """A stacked (optionally bidirectional) LSTM: ``StackedRNN(LSTMCell(hidden_size, ...))``.
 
     ``cell_options`` go to :class:`LSTMCell` (``forget_bias``, ``peephole``, ``layer_norm``,
     ``dtype``, ...). The article's Keras ``LSTM(50, input_shape=(100, 1))`` is ``LSTM(50)`` with
-    ``init(key, input_size=1)``. ``backward="bptt"`` uses the hand-derived backward pass;
-    ``kernel`` picks cuDNN or ``jax.lax.scan`` (see :class:`StackedRNN`).
+    ``init(key, input_size=1)``. ``backward="bptt"`` uses the hand-derived backward pass
+    (see :class:`StackedRNN`).
     """
     cell = LSTMCell(hidden_size, proj_size=proj_size, **cell_options)
     return StackedRNN(
-        cell,
-        num_layers,
-        bidirectional,
-        dropout,
-        recurrent_dropout,
-        time_major,
-        unroll,
-        backward,
-        kernel,
+        cell, num_layers, bidirectional, dropout, recurrent_dropout, time_major, unroll, backward
     )
 
 
@@ -297,7 +247,7 @@ def GRU(
     *,
     recurrent_dropout: float = 0.0,
     time_major: bool = False,
-    unroll: int | bool = 1,
+    unroll: int | bool | None = None,
     **cell_options,
 ) -> StackedRNN:
     """A stacked (optionally bidirectional) GRU: ``StackedRNN(GRUCell(hidden_size, ...))``."""
@@ -315,7 +265,7 @@ def SimpleRNN(
     *,
     recurrent_dropout: float = 0.0,
     time_major: bool = False,
-    unroll: int | bool = 1,
+    unroll: int | bool | None = None,
     **cell_options,
 ) -> StackedRNN:
     """A stacked (optionally bidirectional) tanh RNN: ``StackedRNN(SimpleRNNCell(...))``."""

@@ -34,3 +34,16 @@ def test_quick_benchmark_runs_and_prints_every_table():
     long_row = re.search(r"\| bptt \| 10 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", text)
     assert long_row and float(long_row.group(2)) > 0  # a peak RSS was measured
     assert re.search(r"\| \(2, 5, 3, 4\) \| .* \| [\d.]+x / [\d.]+x \|", text)  # bf16 row
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_script_runs_without_a_gpu():
+    """``bench_gpu.py --cpu``: the correctness checks pass and every row of the table prints."""
+    script = os.path.join(ROOT, "benchmarks", "bench_gpu.py")
+    cmd = [sys.executable, script, "--quick", "--cpu", "--shapes", "S", "--rounds", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    errs = re.findall(r"^check bptt vs scan: .* ys (\S+) carry (\S+) grads (\S+)", out.stdout, re.M)
+    assert len(errs) == 3 and all(float(e) < 1e-4 for row in errs for e in row)
+    assert re.search(r"\| lstm_jax \(bptt\) \| [\d.]+ / [\d.]+ \(1\.00x / 1\.00x\) \|", out.stdout)
+    assert "| jax.experimental.rnn (cuDNN) |" in out.stdout

@@ -195,3 +195,21 @@ def test_check_grads_through_scan(cell):
         atol=tol,
         rtol=tol,
     )
+
+
+def test_unroll_none_picks_per_backend(monkeypatch):
+    """unroll=None is 1 on CPU and 8 where JAX's default backend is a GPU; results agree."""
+    from lstm_jax._scan import resolve_unroll
+
+    assert resolve_unroll(None) == 1 and resolve_unroll(3) == 3
+    cell = lj.LSTMCell(8)
+    params = cell.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (2, 11, 3))
+    lengths = jnp.array([11, 4])
+    _, on_cpu = lj.lstm_scan(cell, params, xs, lengths=lengths)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert resolve_unroll(None) == 8
+    jaxpr = str(jax.make_jaxpr(lambda x: lj.scan(cell, params, x)[1])(xs))
+    assert "unroll=8" in jaxpr
+    _, as_on_gpu = lj.lstm_scan(cell, params, xs, lengths=lengths)
+    np.testing.assert_allclose(as_on_gpu, on_cpu, rtol=1e-6, atol=1e-6)

@@ -26,6 +26,7 @@ import numpy as np
 from lstm_jax._activations import resolve_activation
 from lstm_jax._gru import GRUCell, GRUParams
 from lstm_jax._lstm import LSTMCell, LSTMParams
+from lstm_jax._scan import resolve_unroll
 from lstm_jax._simple_rnn import SimpleRNNCell, SimpleRNNParams
 from lstm_jax._stacked import LayerParams, StackedRNN
 from lstm_jax.interop._common import activation_name, check_cell_params, check_plain_cell
@@ -270,7 +271,7 @@ def _to_nnx_rnn(where, layer, params, kind, optimized):
 
     def rnn(p):
         cell = to_flax(layer.cell, p, optimized=optimized)
-        return nnx.RNN(cell, time_major=layer.time_major, unroll=layer.unroll)
+        return nnx.RNN(cell, time_major=layer.time_major, unroll=resolve_unroll(layer.unroll))
 
     if not layer.bidirectional:
         return rnn(params[0].forward)
