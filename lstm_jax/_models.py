@@ -20,7 +20,7 @@ from lstm_jax._stacked import GRU, LSTM, SimpleRNN, StackedRNN
 
 CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
 # The built-in models only ever take reverse-mode gradients, so their LSTMs use the hand-derived
-# backward pass: same gradients as autodiff, 1.1-1.3x faster training on CPU and 1.2-2x on GPU
+# backward pass: same gradients as autodiff, 1.1-1.3x faster training on CPU and 1.2-1.7x on GPU
 # (benchmarks/RESULTS.md).
 BACKWARD = {"lstm": "bptt"}
 
