@@ -4,13 +4,9 @@ Cells are hashable configs with pure ``init``, ``initial_carry`` and step functi
 carries are NamedTuple pytrees; sequences run through ``jax.lax.scan``.
 """
 
-from lstm_jax._attention import AdditiveAttention, AttentionParams
-from lstm_jax._bptt import lstm_scan
-from lstm_jax._convlstm import ConvLSTMCell, ConvLSTMParams
-from lstm_jax._dense import Dense, DenseParams
-from lstm_jax._ensemble import init_ensemble, make_ensemble_step, train_ensemble
-from lstm_jax._gru import GRUCell, GRUGates, GRUParams
-from lstm_jax._lstm import (
+from lstm_jax.cells.convlstm import ConvLSTMCell, ConvLSTMParams
+from lstm_jax.cells.gru import GRUCell, GRUGates, GRUParams
+from lstm_jax.cells.lstm import (
     LSTMCell,
     LSTMGates,
     LSTMLayerNorm,
@@ -19,14 +15,18 @@ from lstm_jax._lstm import (
     Peepholes,
     lstm_equations,
 )
-from lstm_jax._scan import scan
-from lstm_jax._sequence_ops import dropout, last_step, reverse_padded, sequence_mask
-from lstm_jax._simple_rnn import SimpleRNNCell, SimpleRNNParams
-from lstm_jax._stacked import GRU, LSTM, LayerParams, LayerState, SimpleRNN, StackedRNN
-from lstm_jax._train import TrainState, init_train_state, make_eval_step, make_train_step
-from lstm_jax._train_fit import FitResult, fit
-from lstm_jax._train_tbptt import fit_tbptt, make_tbptt_step, reset_carry, stream_chunks
+from lstm_jax.cells.simple_rnn import SimpleRNNCell, SimpleRNNParams
 from lstm_jax.checkpoint import load_params, save_params
+from lstm_jax.layers.attention import AdditiveAttention, AttentionParams
+from lstm_jax.layers.dense import Dense, DenseParams
+from lstm_jax.layers.stacked import GRU, LSTM, LayerParams, LayerState, SimpleRNN, StackedRNN
+from lstm_jax.sequence.lstm_scan import lstm_scan
+from lstm_jax.sequence.masks import dropout, last_step, reverse_padded, sequence_mask
+from lstm_jax.sequence.scan import scan
+from lstm_jax.training.ensemble import init_ensemble, make_ensemble_step, train_ensemble
+from lstm_jax.training.fit import FitResult, fit
+from lstm_jax.training.step import TrainState, init_train_state, make_eval_step, make_train_step
+from lstm_jax.training.tbptt import fit_tbptt, make_tbptt_step, reset_carry, stream_chunks
 
 __version__ = "0.1.0"
 

@@ -32,10 +32,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lstm_jax._checks import Problems
-from lstm_jax._gru import GRUCell
-from lstm_jax._lstm import LSTMCell
-from lstm_jax._scan import check_sequence, scan
+from lstm_jax.cells.gru import GRUCell
+from lstm_jax.cells.lstm import LSTMCell
+from lstm_jax.core.checks import Problems
+from lstm_jax.sequence.scan import check_sequence, scan
 
 __all__ = [
     "GateTrace",

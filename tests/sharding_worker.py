@@ -29,7 +29,7 @@ OPT = optax.adam(1e-2)
 
 
 def loss_fn(params, batch):
-    hs, _ = RNN.apply(params[0], batch[0])  # (B, T, 64)
+    _, hs = RNN.apply(params[0], batch[0])  # (B, T, 64)
     return jnp.mean(jnp.square(HEAD.apply(params[1], hs[:, -1]) - batch[1]))
 
 

@@ -179,7 +179,7 @@ def test_stacked_bptt_equals_autodiff_with_dropout_and_lengths():
     )
 
     def loss(rnn, params):
-        ys, carry = rnn.apply(params, xs, lengths=lengths, key=key)
+        carry, ys = rnn.apply(params, xs, lengths=lengths, key=key)
         return jnp.sum(ys**2) + jnp.sum(carry[-1].backward.c)
 
     for a, b in zip(

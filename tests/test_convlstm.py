@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lstm_jax import LSTMState, scan
-from lstm_jax._convlstm import ConvLSTMCell, ConvLSTMParams
+from lstm_jax.cells.convlstm import ConvLSTMCell, ConvLSTMParams
 from tests.helpers import FLOAT, assert_close, normal, randomize
 
 

@@ -7,14 +7,14 @@ import optax
 import pytest
 
 from lstm_jax import Dense, LSTMCell, scan
-from lstm_jax._ensemble import (
+from lstm_jax.data import adding_problem
+from lstm_jax.training.ensemble import (
     init_ensemble,
     make_ensemble_step,
     member_batch_keys,
     train_ensemble,
 )
-from lstm_jax._train import init_train_state, make_train_step
-from lstm_jax.data import adding_problem
+from lstm_jax.training.step import init_train_state, make_train_step
 
 CELL, HEAD = LSTMCell(4), Dense(1)
 

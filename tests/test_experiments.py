@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from lstm_jax.experiments import (
+from lstm_jax.cli.experiments.adding import (
     ADDING_BASELINE,
     AddingResult,
     adding_experiment,
     format_table,
-    main,
 )
+from lstm_jax.experiments import main
 
 
 @pytest.mark.slow

@@ -54,7 +54,7 @@ def test_last_step_equals_final_carry_h():
     params = rnn.init(jax.random.key(0), 2)
     xs = jax.random.normal(jax.random.key(1), (3, 6, 2))
     lengths = jnp.array([6, 3, 1])
-    ys, carry = rnn.apply(params, xs, lengths=lengths)
+    carry, ys = rnn.apply(params, xs, lengths=lengths)
     np.testing.assert_allclose(lj.last_step(ys, lengths), carry[0].forward.h, rtol=1e-6)
 
 

@@ -80,7 +80,7 @@ def test_from_keras_matches_outputs_states_and_gradients(kind, bidirectional, kw
         return jnp.sum(jnp.where(valid, ys, 0.0) * w), ys
 
     def ours_loss(params, x):
-        ys, _ = layer.apply(params, x, lengths=lengths)
+        _, ys = layer.apply(params, x, lengths=lengths)
         return jnp.sum(jnp.where(valid, ys, 0.0) * w), ys
 
     weights = [v.value for v in peer.trainable_variables]
@@ -108,13 +108,13 @@ def test_final_states_and_last_output():
     layer, params = from_keras(peer)
     x = jax.random.normal(jax.random.key(1), (B, T, I))
     last, h, c = peer(x)
-    _, carry = layer.apply(params, x)
+    carry, _ = layer.apply(params, x)
     close(carry[-1].forward.h, last)
     close(carry[-1].forward.h, h)
     close(carry[-1].forward.c, c)
     bi = keras_layer("GRU", bidirectional=True)  # return_sequences=False
     layer, params = from_keras(bi)
-    _, carry = layer.apply(params, x)
+    carry, _ = layer.apply(params, x)
     close(jnp.concatenate([carry[-1].forward, carry[-1].backward], axis=-1), bi(x))
 
 
@@ -125,7 +125,7 @@ def test_to_keras_matches_and_round_trips(kind, bidirectional, kw, masked):
     params = randomize(params, jax.random.key(3))  # e.g. a nonzero b_hn, which Keras can hold
     back = to_keras(layer, params)
     x = jax.random.normal(jax.random.key(1), (B, T, I))
-    close(back(x), layer.apply(params, x)[0])
+    close(back(x), layer.apply(params, x)[1])
     layer2, params2 = from_keras(back)
     assert layer2 == layer
     jax.tree.map(close, params2, params)
@@ -148,7 +148,7 @@ def test_stacked_layers_become_a_sequential():
         "Bidirectional", "Dropout", "Bidirectional",
     ]  # fmt: skip
     x = jax.random.normal(jax.random.key(1), (B, T, I))
-    _, carry = layer.apply(params, x)
+    carry, _ = layer.apply(params, x)
     last = jnp.concatenate([carry[-1].forward.h, carry[-1].backward.h], axis=-1)
     close(model(x), last)
 

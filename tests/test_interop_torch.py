@@ -81,7 +81,7 @@ def jax_states(layer, carry):
 @functools.partial(jax.jit, static_argnames="layer")
 def _loss_and_grads(layer, params, xs, lengths, w_out):
     def loss(params, xs):
-        ys, carry = layer.apply(params, xs, lengths=lengths)
+        carry, ys = layer.apply(params, xs, lengths=lengths)
         parts = [ys, *jax_states(layer, carry)]
         return sum(jnp.sum(p * _weights_jax(p.shape, w_out)) for p in parts), parts
 

@@ -82,7 +82,7 @@ def test_configs_are_hashable_static_arguments(config):
 
 def _apply(config, params, xs):
     if isinstance(config, lj.StackedRNN):
-        return config.apply(params, xs)[0]
+        return config.apply(params, xs)[1]
     return lj.scan(config, params, xs)[1]
 
 

@@ -199,7 +199,7 @@ def test_check_grads_through_scan(cell):
 
 def test_unroll_none_picks_per_backend(monkeypatch):
     """unroll=None is 1 on CPU and 8 where JAX's default backend is a GPU; results agree."""
-    from lstm_jax._scan import resolve_unroll
+    from lstm_jax.sequence.scan import resolve_unroll
 
     assert resolve_unroll(None) == 1 and resolve_unroll(3) == 3
     cell = lj.LSTMCell(8)

@@ -67,7 +67,7 @@ def test_fit_decreases_lstm_loss_on_sine_windows():
 
     def loss_fn(params, batch):
         xs, ys = batch
-        hs, _ = rnn.apply(params[0], xs)
+        _, hs = rnn.apply(params[0], xs)
         return jnp.mean(jnp.square(HEAD.apply(params[1], hs[:, -1]) - ys))
 
     xs, ys = sliding_windows(synthetic_series(0, 400, period=12.0, noise=0.05), 16)

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import lstm_jax as lj
-from lstm_jax._train_tbptt import fit_tbptt, make_tbptt_step, reset_carry, stream_chunks
+from lstm_jax.training.tbptt import fit_tbptt, make_tbptt_step, reset_carry, stream_chunks
 
 RNN = lj.LSTM(6, num_layers=2)
 APPLY = jax.jit(RNN.apply)
@@ -16,7 +16,7 @@ APPLY = jax.jit(RNN.apply)
 def chunked_forward(params, xs, K, starts=None):
     carry, outs = RNN.initial_carry((xs.shape[0],)), []
     for chunk, reset in stream_chunks(xs, K, starts):
-        ys, carry = APPLY(params, chunk, reset_carry(carry, jnp.asarray(reset)))
+        carry, ys = APPLY(params, chunk, reset_carry(carry, jnp.asarray(reset)))
         outs.append(ys)
     return jnp.concatenate(outs, axis=1), carry
 
@@ -25,7 +25,7 @@ def chunked_forward(params, xs, K, starts=None):
 def test_chunked_forward_equals_one_long_scan(K):
     xs = jax.random.normal(jax.random.key(0), (3, 40, 2))
     params = RNN.init(jax.random.key(1), 2)
-    want, want_carry = RNN.apply(params, xs)
+    want_carry, want = RNN.apply(params, xs)
     got, got_carry = chunked_forward(params, xs, K)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     for a, b in zip(jax.tree.leaves(got_carry), jax.tree.leaves(want_carry), strict=True):
@@ -38,9 +38,9 @@ def test_reset_at_a_sequence_start_equals_a_fresh_scan():
     starts = np.zeros((2, 20), bool)
     starts[1, 10] = True  # row 1 holds two sequences, [0, 10) and [10, 20)
     got, _ = chunked_forward(params, xs, 5, starts)
-    fresh, _ = RNN.apply(params, xs[1:, 10:])
+    _, fresh = RNN.apply(params, xs[1:, 10:])
     np.testing.assert_allclose(got[1:, 10:], fresh, rtol=1e-5, atol=1e-6)
-    whole, _ = RNN.apply(params, xs[:1])
+    _, whole = RNN.apply(params, xs[:1])
     np.testing.assert_allclose(got[:1], whole, rtol=1e-5, atol=1e-6)
 
 
@@ -57,7 +57,7 @@ def test_tbptt_step_gradient_and_carry():
 
     def loss_fn(params, carry, chunk):
         xs, ys = chunk
-        hs, carry = RNN.apply(params[0], xs, carry)
+        carry, hs = RNN.apply(params[0], xs, carry)
         return jnp.mean(jnp.square(head.apply(params[1], hs) - ys)), carry
 
     opt = optax.sgd(0.1)
@@ -69,7 +69,7 @@ def test_tbptt_step_gradient_and_carry():
     )
     want = jax.jit(jax.grad(lambda p: loss_fn(p, carry, (xs, ys))[0]))(params)
     np.testing.assert_allclose(m["grad_norm"], optax.tree.norm(want), rtol=1e-5)
-    _, want_carry = APPLY(params[0], xs)
+    want_carry, _ = APPLY(params[0], xs)
     np.testing.assert_allclose(carry1[1].forward.h, want_carry[1].forward.h, rtol=1e-6)
     assert int(state.step) == 1
 
@@ -85,7 +85,7 @@ def test_fit_tbptt_learns_a_stream():
 
     def loss_fn(params, carry, chunk):
         x, y = chunk
-        hs, carry = RNN.apply(params[0], x, carry)
+        carry, hs = RNN.apply(params[0], x, carry)
         return jnp.mean(jnp.square(head.apply(params[1], hs) - y)), carry
 
     result = fit_tbptt(loss_fn, params, (xs, ys), RNN.initial_carry((2,)), chunk_length=25,

@@ -4,17 +4,17 @@ Everything here works offline: synthetic generators are pure functions of a PRNG
 real series and the text corpus ship inside the package.
 """
 
-from lstm_jax.data._batching import batch_order, pad_sequences
-from lstm_jax.data._series import BUILTIN, Series, load_csv, load_series
-from lstm_jax.data._synthetic import (
+from lstm_jax.data.batching import batch_order, pad_sequences
+from lstm_jax.data.series import BUILTIN, Series, load_csv, load_series
+from lstm_jax.data.synthetic import (
     adding_problem,
     copy_task,
     copy_task_baseline,
     sine_classification,
     synthetic_series,
 )
-from lstm_jax.data._text import Vocab, build_vocab, load_text, text_stream
-from lstm_jax.data._windows import (
+from lstm_jax.data.text import Vocab, build_vocab, load_text, text_stream
+from lstm_jax.data.windows import (
     Normalizer,
     denormalize,
     fit_normalizer,

@@ -7,8 +7,8 @@ same outputs. The frameworks are imported only when a converter runs, so importi
 needs none of them; it is not imported by ``import lstm_jax``.
 """
 
-from lstm_jax.interop._flax import from_flax, to_flax
-from lstm_jax.interop._keras import from_keras, to_keras
-from lstm_jax.interop._torch import from_torch, to_torch
+from lstm_jax.interop.flax_weights import from_flax, to_flax
+from lstm_jax.interop.keras_weights import from_keras, to_keras
+from lstm_jax.interop.torch_weights import from_torch, to_torch
 
 __all__ = ["from_flax", "from_keras", "from_torch", "to_flax", "to_keras", "to_torch"]

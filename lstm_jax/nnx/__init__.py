@@ -7,8 +7,8 @@ maths runs in :class:`lstm_jax.LSTMCell` & co. and :func:`lstm_jax.scan`. Needs 
 imported by ``import lstm_jax``.
 """
 
-from lstm_jax.nnx._gru import GRUCell, SimpleCell
-from lstm_jax.nnx._lstm import LSTMCell, OptimizedLSTMCell
-from lstm_jax.nnx._rnn import RNN, Bidirectional
+from lstm_jax.nnx.gru import GRUCell, SimpleCell
+from lstm_jax.nnx.lstm import LSTMCell, OptimizedLSTMCell
+from lstm_jax.nnx.rnn import RNN, Bidirectional
 
 __all__ = ["RNN", "Bidirectional", "GRUCell", "LSTMCell", "OptimizedLSTMCell", "SimpleCell"]

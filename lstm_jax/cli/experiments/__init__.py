@@ -1,0 +1,33 @@
+"""The experiments' command, ``python -m lstm_jax.experiments NAME [options]``.
+
+Each experiment is a module of this package with ``NAME``, ``HELP``, ``add_arguments(parser)``
+and ``run(args)``; listing it in ``EXPERIMENTS`` makes it a subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from lstm_jax.cli.experiments import adding
+
+EXPERIMENTS = (adding,)
+
+
+def main(argv: Sequence[str] | None = None) -> Any:
+    """Parses ``argv`` (default ``sys.argv[1:]``), runs that experiment, returns its result."""
+    parser = argparse.ArgumentParser(
+        prog="python -m lstm_jax.experiments",
+        description="Experiments behind the article's claims, with their results printed.",
+    )
+    sub = parser.add_subparsers(dest="experiment", required=True)
+    for module in EXPERIMENTS:
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__)
+        module.add_arguments(p)
+        p.set_defaults(run=module.run)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+__all__ = ["EXPERIMENTS", "main"]

@@ -1,0 +1,275 @@
+"""Stacked and bidirectional recurrent layers built from one cell config.
+
+A :class:`StackedRNN` runs ``num_layers`` layers of the same cell, each layer reading the outputs
+of the one below. A bidirectional layer runs a forward and a backward copy of the cell over its
+input and concatenates their outputs on the last axis, ``[forward, backward]`` (PyTorch's and
+Keras' ``concat`` order). With ``lengths`` the backward copy reads each example from its own
+last valid step (see :func:`lstm_jax.scan`).
+
+Params are a tuple with one :class:`LayerParams` per layer; the carry is a tuple with one
+:class:`LayerState` per layer. Both are plain pytrees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from lstm_jax.cells.gru import GRUCell
+from lstm_jax.cells.lstm import LSTMCell
+from lstm_jax.cells.simple_rnn import SimpleRNNCell
+from lstm_jax.core.checks import Problems, check_size
+from lstm_jax.sequence.lstm_scan import check_supported, lstm_scan
+from lstm_jax.sequence.masks import dropout as apply_dropout
+from lstm_jax.sequence.scan import check_sequence, scan
+
+
+class LayerParams(NamedTuple):
+    """Params of one layer: the forward cell's, and the backward cell's when bidirectional."""
+
+    forward: Any
+    backward: Any | None = None
+
+
+class LayerState(NamedTuple):
+    """Carry of one layer, one cell carry per direction."""
+
+    forward: Any
+    backward: Any | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StackedRNN:
+    """``num_layers`` recurrent layers of ``cell``, optionally bidirectional, with dropout.
+
+    Args:
+      cell: the cell config every layer uses (its ``init`` gets each layer's input size).
+      num_layers: number of stacked layers.
+      bidirectional: run a backward copy of every layer and concatenate its outputs.
+      dropout: drop rate on the inputs of layers 2..L (between layers), as in PyTorch's
+        ``nn.LSTM(dropout=...)``. Applied only when ``apply`` gets a ``key``.
+      recurrent_dropout: drop rate of a variational mask on ``h_{t-1}`` where it enters the
+        recurrent product, one mask per sequence and layer (Gal & Ghahramani 2016). Only with
+        a ``key``.
+      time_major: inputs and outputs are ``(T, ..., F)`` instead of ``(..., T, F)``.
+      unroll: steps per loop iteration, passed to ``jax.lax.scan``; None (the default) picks
+        per backend: 8 on GPU, 1 elsewhere (see :func:`lstm_jax.scan`).
+      backward: how gradients are computed: ``"autodiff"`` (``jax.grad`` through
+        :func:`lstm_jax.scan`) or ``"bptt"`` (the hand-derived backward pass of
+        :func:`lstm_jax.lstm_scan`; LSTM cells with sigmoid/tanh and no peephole, projection,
+        layer norm or mixed precision). Both give the same outputs and gradients.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import lstm_jax as lj
+      >>> rnn = lj.LSTM(16, num_layers=2, bidirectional=True)
+      >>> params = rnn.init(jax.random.key(0), input_size=3)
+      >>> carry, ys = rnn.apply(params, jnp.ones((4, 10, 3)), lengths=jnp.array([10, 7, 3, 1]))
+      >>> ys.shape, carry[-1].backward.h.shape
+      ((4, 10, 32), (4, 16))
+    """
+
+    cell: Any
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    time_major: bool = False
+    unroll: int | bool | None = None
+    backward: str = "autodiff"
+
+    def __post_init__(self):
+        check_size("StackedRNN", "num_layers", self.num_layers)
+        if self.backward not in ("autodiff", "bptt"):
+            raise ValueError(
+                f"`StackedRNN`: `backward` must be 'autodiff' or 'bptt'; got {self.backward!r}."
+            )
+        if self.backward == "bptt":
+            check_supported("StackedRNN", self.cell)
+        for name in ("dropout", "recurrent_dropout"):
+            rate = getattr(self, name)
+            if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+                raise ValueError(f"`StackedRNN`: `{name}` must be a float in [0, 1); got {rate!r}.")
+
+    @property
+    def output_size(self) -> int:
+        """Features of every output: the cell's output size, doubled when bidirectional."""
+        return self.cell.output_size * (2 if self.bidirectional else 1)
+
+    def init(self, key: jax.Array, input_size: int) -> tuple[LayerParams, ...]:
+        """One ``LayerParams`` per layer; layer ``l > 0`` reads ``output_size`` features."""
+        check_size("StackedRNN.init", "input_size", input_size)
+        params, size = [], input_size
+        for k in jax.random.split(key, self.num_layers):
+            k_f, k_b = jax.random.split(k)
+            backward = self.cell.init(k_b, size) if self.bidirectional else None
+            params.append(LayerParams(self.cell.init(k_f, size), backward))
+            size = self.output_size
+        return tuple(params)
+
+    def initial_carry(self, batch_shape: tuple[int, ...] = ()) -> tuple[LayerState, ...]:
+        def one():
+            return self.cell.initial_carry(batch_shape)
+
+        return tuple(
+            LayerState(one(), one() if self.bidirectional else None) for _ in range(self.num_layers)
+        )
+
+    def apply(self, params, xs, carry=None, *, lengths=None, key=None):
+        """Runs the stack over ``xs``.
+
+        Args:
+          params: from :meth:`init`.
+          xs: ``(..., T, I)`` (or ``(T, ..., I)`` when ``time_major``).
+          carry: initial carry from :meth:`initial_carry` (zeros when None).
+          lengths: optional ``...``-shaped integer valid lengths.
+          key: PRNG key for dropout; without it the layer is deterministic (inference).
+
+        Returns:
+          ``(carry, ys)``: the final carry of every layer, and the outputs of the last layer,
+          ``(..., T, output_size)``: the order of ``jax.lax.scan`` and of the cells.
+        """
+        self._check(params, xs, carry, lengths)
+        if carry is None:
+            carry = self.initial_carry(self._batch_shape(xs))
+        keys = self._layer_keys(key)
+        h, new_carry = xs, []
+        for layer, (p, c, k) in enumerate(zip(params, carry, keys, strict=True)):
+            k_in, k_f, k_b = (None, None, None) if k is None else tuple(jax.random.split(k, 3))
+            if layer > 0 and k_in is not None and self.dropout > 0:
+                h = apply_dropout(k_in, h, self.dropout)
+            c_f, y = self._run(p.forward, h, c.forward, lengths, False, k_f)
+            c_b = None
+            if self.bidirectional:
+                c_b, y_b = self._run(p.backward, h, c.backward, lengths, True, k_b)
+                y = jnp.concatenate([y, y_b], axis=-1)  # (..., T, 2P)
+            h = y
+            new_carry.append(LayerState(c_f, c_b))
+        return tuple(new_carry), h
+
+    def _run(self, params, xs, carry, lengths, reverse, key):
+        mask = None
+        if key is not None and self.recurrent_dropout > 0:
+            shape = self._batch_shape(xs) + (self.cell.output_size,)
+            keep = 1.0 - self.recurrent_dropout
+            mask = jax.random.bernoulli(key, keep, shape).astype(xs.dtype) / keep
+        return (lstm_scan if self.backward == "bptt" else scan)(
+            self.cell,
+            params,
+            xs,
+            carry,
+            lengths=lengths,
+            reverse=reverse,
+            time_major=self.time_major,
+            unroll=self.unroll,
+            recurrent_mask=mask,
+        )
+
+    def _batch_shape(self, xs) -> tuple[int, ...]:
+        return tuple(xs.shape[1:-1] if self.time_major else xs.shape[:-2])
+
+    def _layer_keys(self, key):
+        if key is None:
+            return [None] * self.num_layers
+        return list(jax.random.split(key, self.num_layers))
+
+    def _check(self, params, xs, carry, lengths) -> None:
+        where = f"{type(self).__name__}.apply"
+        p = Problems(where)
+        if (
+            not isinstance(params, tuple)
+            or len(params) != self.num_layers
+            or not all(isinstance(lp, LayerParams) for lp in params)
+        ):
+            p.type(
+                f"`params` must be a tuple of {self.num_layers} LayerParams (from `init`); got "
+                f"{_describe(params)}."
+            )
+        elif self.bidirectional != all(lp.backward is not None for lp in params):
+            p.value(
+                f"`params` must {'' if self.bidirectional else 'not '}hold backward cells "
+                f"(bidirectional={self.bidirectional})."
+            )
+        if carry is not None and (
+            not isinstance(carry, tuple)
+            or len(carry) != self.num_layers
+            or not all(isinstance(c, LayerState) for c in carry)
+        ):
+            p.type(
+                f"`carry` must be a tuple of {self.num_layers} LayerState; got {_describe(carry)}."
+            )
+        p.raise_if_any()
+        c0 = None if carry is None else carry[0].forward
+        check_sequence(where, self.cell, params[0].forward, xs, c0, lengths, self.time_major)
+
+
+def _describe(x) -> str:
+    if isinstance(x, tuple):
+        kinds = ", ".join(type(e).__name__ for e in x[:3]) + (", ..." if len(x) > 3 else "")
+        return f"{type(x).__name__} of {len(x)} ({kinds})"
+    return type(x).__name__
+
+
+def LSTM(
+    hidden_size: int,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    proj_size: int | None = None,
+    *,
+    recurrent_dropout: float = 0.0,
+    time_major: bool = False,
+    unroll: int | bool | None = None,
+    backward: str = "autodiff",
+    **cell_options,
+) -> StackedRNN:
+    """A stacked (optionally bidirectional) LSTM: ``StackedRNN(LSTMCell(hidden_size, ...))``.
+
+    ``cell_options`` go to :class:`LSTMCell` (``forget_bias``, ``peephole``, ``layer_norm``,
+    ``dtype``, ...). The article's Keras ``LSTM(50, input_shape=(100, 1))`` is ``LSTM(50)`` with
+    ``init(key, input_size=1)``. ``backward="bptt"`` uses the hand-derived backward pass
+    (see :class:`StackedRNN`).
+    """
+    cell = LSTMCell(hidden_size, proj_size=proj_size, **cell_options)
+    return StackedRNN(
+        cell, num_layers, bidirectional, dropout, recurrent_dropout, time_major, unroll, backward
+    )
+
+
+def GRU(
+    hidden_size: int,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    *,
+    recurrent_dropout: float = 0.0,
+    time_major: bool = False,
+    unroll: int | bool | None = None,
+    **cell_options,
+) -> StackedRNN:
+    """A stacked (optionally bidirectional) GRU: ``StackedRNN(GRUCell(hidden_size, ...))``."""
+    cell = GRUCell(hidden_size, **cell_options)
+    return StackedRNN(
+        cell, num_layers, bidirectional, dropout, recurrent_dropout, time_major, unroll
+    )
+
+
+def SimpleRNN(
+    hidden_size: int,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+    *,
+    recurrent_dropout: float = 0.0,
+    time_major: bool = False,
+    unroll: int | bool | None = None,
+    **cell_options,
+) -> StackedRNN:
+    """A stacked (optionally bidirectional) tanh RNN: ``StackedRNN(SimpleRNNCell(...))``."""
+    cell = SimpleRNNCell(hidden_size, **cell_options)
+    return StackedRNN(
+        cell, num_layers, bidirectional, dropout, recurrent_dropout, time_major, unroll
+    )
