@@ -3,17 +3,22 @@
 A file is ``MAGIC (8 bytes) | SHA-256 of the payload (32 bytes) | payload``, where the payload
 is a msgpack map (``flax.serialization.msgpack_serialize``) of the pytree's leaves as arrays,
 their key paths (``jax.tree_util.keystr``), and JSON text for the run's config and metadata.
-Only arrays, strings and numbers are stored, so loading runs no code. Loading needs a template
-pytree ``like`` with the same structure; every leaf is checked against it (path, shape, dtype)
-and a mismatch is refused with the list of differences.
+Only arrays, strings and numbers are stored, so loading runs no code. Every leaf keeps its exact
+dtype (float64, int64, bool, bfloat16, ...; leaves of other kinds, such as strings, are refused
+when saving). Loading needs a template pytree ``like`` with the same structure; every leaf is
+checked against it (path, shape, dtype), a mismatch is refused with the list of differences,
+and each leaf comes back as the kind of its template leaf (a JAX array, a NumPy array or a
+Python number), so a float64 NumPy leaf is not narrowed to JAX's default float32.
 
 Writes go to a temporary file in the same directory, are flushed and ``fsync``-ed, then
 renamed over the target with ``os.replace`` (atomic on POSIX): a save interrupted half-way
-leaves the previous file intact.
+leaves the previous file intact. A temporary file left by a killed save (``.NAME.tmp-PID``,
+whose process no longer runs) is removed by the next save to the same file.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -49,7 +54,7 @@ def save_checkpoint(path, tree: Any, *, config: dict | None = None, meta: dict |
       config: JSON-serialisable settings needed to rebuild the model (sizes, task, ...).
       meta: JSON-serialisable run metadata (data position, metric history, ...).
     """
-    _write(path, "checkpoint", tree, config or {}, meta or {})
+    _write(_as_path("save_checkpoint", path), "checkpoint", tree, config, meta)
 
 
 def load_checkpoint(path, like: Any) -> Checkpoint:
@@ -57,8 +62,11 @@ def load_checkpoint(path, like: Any) -> Checkpoint:
 
     Raises:
       CheckpointError: (a ``ValueError``) when the file is missing, not a checkpoint,
-        corrupted (checksum), or its leaves differ from ``like`` in path, shape or dtype.
+        corrupted (checksum, or a payload of the wrong structure), or its leaves differ from
+        ``like`` in path, shape or dtype.
+      TypeError: when ``path`` is not a path.
     """
+    path = _as_path("load_checkpoint", path)
     payload = _read(path, "checkpoint")
     tree = _restore(path, payload, like)
     return Checkpoint(tree, _json(path, payload, "config"), _json(path, payload, "meta"))
@@ -66,6 +74,7 @@ def load_checkpoint(path, like: Any) -> Checkpoint:
 
 def read_checkpoint_info(path) -> tuple[dict, dict]:
     """``(config, meta)`` of a checkpoint, without a template (to rebuild the model first)."""
+    path = _as_path("read_checkpoint_info", path)
     payload = _read(path, "checkpoint")
     return _json(path, payload, "config"), _json(path, payload, "meta")
 
@@ -85,7 +94,7 @@ def save_params(path, params: Any, *, config: dict | None = None) -> None:
       >>> bool((back[0].forward.w_x == params[0].forward.w_x).all())
       True
     """
-    _write(path, "params", params, config or {}, {})
+    _write(_as_path("save_params", path), "params", params, config, None)
 
 
 def load_params(path, like: Any) -> Any:
@@ -96,14 +105,17 @@ def load_params(path, like: Any) -> Any:
 
     Raises:
       CheckpointError: (a ``ValueError``) naming every leaf whose path, shape or dtype differs.
+      TypeError: when ``path`` is not a path.
     """
+    path = _as_path("load_params", path)
     return _restore(path, _read(path, "params"), like)
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
     """Writes ``data`` to ``path`` via a temporary file, ``fsync`` and ``os.replace``."""
-    path = Path(path)
+    path = _as_path("atomic_write_bytes", path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
@@ -115,6 +127,37 @@ def atomic_write_bytes(path, data: bytes) -> None:
         if tmp.exists():
             tmp.unlink()
     _fsync_dir(path.parent)
+
+
+def _as_path(where: str, path: Any) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"`{where}`: `path` must be a file path (str or os.PathLike); got "
+            f"{type(path).__name__}."
+        )
+    return Path(path)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Deletes ``.NAME.tmp-PID`` files of ``path`` whose writing process no longer runs."""
+    prefix = f".{path.name}.tmp-"
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = tmp.name[len(prefix) :]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            try:
+                tmp.unlink()
+            except OSError:  # pragma: no cover - removed concurrently, or read-only
+                pass
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, ValueError, OverflowError):
+        return True  # it exists (another user's), or the platform cannot tell: keep the file
+    return True
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -135,13 +178,18 @@ def _flatten(tree: Any) -> tuple[list[str], list[Any]]:
     return [jax.tree_util.keystr(p) for p, _ in pairs], [leaf for _, leaf in pairs]
 
 
-def _write(path, kind: str, tree: Any, config: dict, meta: dict) -> None:
+def _write(path: Path, kind: str, tree: Any, config: Any, meta: Any) -> None:
+    where = f"save_{kind}"
     keys, leaves = _flatten(tree)
-    arrays = {str(i): np.asarray(jax.device_get(leaf)) for i, leaf in enumerate(leaves)}
+    pairs = enumerate(zip(keys, leaves, strict=True))
+    arrays = {str(i): _storable(where, k, leaf) for i, (k, leaf) in pairs}
+    for name, value in (("config", config), ("meta", meta)):
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f"`{where}`: `{name}` must be a dict; got {type(value).__name__}.")
     try:
-        config_text, meta_text = json.dumps(config), json.dumps(meta)
-    except TypeError as e:
-        raise TypeError(f"`save_{kind}`: `config` and `meta` must be JSON-serialisable: {e}") from e
+        config_text, meta_text = json.dumps(config or {}), json.dumps(meta or {})
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"`{where}`: `config` and `meta` must be JSON-serialisable: {e}") from e
     # flax's msgpack codec (arrays as ext types) is imported here, not at module level, so
     # that `import lstm_jax` does not load Flax.
     from flax.serialization import msgpack_serialize
@@ -159,8 +207,25 @@ def _write(path, kind: str, tree: Any, config: dict, meta: dict) -> None:
     atomic_write_bytes(path, MAGIC + hashlib.sha256(payload).digest() + payload)
 
 
-def _read(path, kind: str) -> dict:
-    path = Path(path)
+def _storable(where: str, key: str, leaf: Any) -> np.ndarray:
+    """The leaf as a NumPy array of a numeric or bool dtype; refuses anything else."""
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        raise TypeError(
+            f"`{where}`: leaf `tree{key}` is a PRNG key array; store "
+            "`jax.random.key_data(key)` and rebuild it with `jax.random.wrap_key_data`."
+        )
+    a = np.asarray(jax.device_get(leaf))
+    if a.dtype != np.bool_ and not jax.numpy.issubdtype(a.dtype, np.number):
+        raise TypeError(
+            f"`{where}`: leaf `tree{key}` must be an array or number of a numeric or bool dtype; "
+            f"got {type(leaf).__name__} with dtype {a.dtype}. Put strings and other settings "
+            "in `config`/`meta` (JSON)."
+        )
+    return a
+
+
+def _read(path: Path, kind: str) -> dict:
     if not path.is_file():
         raise CheckpointError(f"{kind} file not found: {path}")
     data = path.read_bytes()
@@ -177,6 +242,7 @@ def _read(path, kind: str) -> dict:
         content = msgpack_restore(payload)
     except Exception as e:  # the checksum matched, so this is a foreign writer's file
         raise CheckpointError(f"{path} is corrupted (cannot decode: {e}).") from e
+    _check_payload(path, content)
     if content.get("kind") != kind:
         raise CheckpointError(
             f"{path} holds a {content.get('kind')!r} file, not a {kind!r} file; use "
@@ -185,11 +251,48 @@ def _read(path, kind: str) -> dict:
     return content
 
 
+def _check_payload(path: Path, content: Any) -> None:
+    """Refuses a payload (whose checksum matched) that is not what :func:`_write` writes."""
+
+    def bad(what: str):
+        return CheckpointError(
+            f"{path} is corrupted (its checksum matches but {what}); it was not written by "
+            "lstm_jax. Use an earlier copy."
+        )
+
+    if not isinstance(content, dict):
+        raise bad(f"the payload is a {type(content).__name__}, not a map")
+    need = {"version": int, "kind": str, "keys": list, "leaves": dict, "config": str, "meta": str}
+    missing = [k for k in need if k not in content]
+    if missing:
+        raise bad(f"the payload lacks {missing}")
+    wrong = [
+        f"{k} ({type(content[k]).__name__})"
+        for k, t in need.items()
+        if not isinstance(content[k], t)
+    ]
+    if wrong:
+        raise bad(f"these fields have the wrong type: {', '.join(wrong)}")
+    if content["version"] != 1:
+        raise bad(f"it has format version {content['version']!r}; this version reads 1")
+    keys, leaves = content["keys"], content["leaves"]
+    if not all(isinstance(k, str) for k in keys) or sorted(leaves) != sorted(
+        map(str, range(len(keys)))
+    ):
+        raise bad(f"its {len(keys)} leaf paths and {len(leaves)} leaves do not match")
+    not_arrays = [k for k, v in leaves.items() if not isinstance(v, np.ndarray)]
+    if not_arrays:
+        raise bad(f"leaves {sorted(not_arrays, key=int)[:5]} are not arrays")
+
+
 def _json(path, payload: dict, field: str) -> dict:
     try:
-        return json.loads(payload[field])
+        value = json.loads(payload[field])
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"{path} is corrupted (bad {field}: {e}).") from e
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path} is corrupted (its {field} is not a JSON object).")
+    return value
 
 
 def _restore(path, payload: dict, like: Any) -> Any:
@@ -216,7 +319,19 @@ def _restore(path, payload: dict, like: Any) -> Any:
             f"{path} does not match the expected model: " + "; ".join(problems[:8])
         )
     treedef = jax.tree.structure(like)
-    return jax.tree.unflatten(treedef, [jax.numpy.asarray(a) for a in saved])
+    return jax.tree.unflatten(treedef, [_like(a, t) for a, t in zip(saved, leaves, strict=True)])
+
+
+def _like(a: np.ndarray, template: Any) -> Any:
+    """The saved array as the kind of its template leaf: a JAX array, a NumPy array or
+    scalar, or a Python number (so no dtype is narrowed by JAX's default float32/int32)."""
+    if isinstance(template, jax.Array):
+        return jax.numpy.asarray(a)
+    if isinstance(template, np.generic):
+        return a[()]
+    if isinstance(template, (bool, int, float, complex)):
+        return a.item()
+    return a
 
 
 __all__ = [

@@ -99,3 +99,105 @@ def test_interrupted_save_keeps_the_previous_file(tmp_path, monkeypatch):
 def test_config_must_be_json(tmp_path):
     with pytest.raises(TypeError, match=r"`config` and `meta` must be JSON-serialisable"):
         ck.save_checkpoint(tmp_path / "c", params(), config={"f": object()})
+
+
+def test_every_dtype_round_trips_exactly(tmp_path):
+    import jax.numpy as jnp
+
+    tree = {
+        "f64": np.array([1.0 + 2.0**-40, -3.5]),
+        "i64": np.array([2**40, -(2**40)], np.int64),
+        "u8": np.array([255], np.uint8),
+        "bool": np.array([True, False]),
+        "bf16": jnp.array([1.5, -2.25], jnp.bfloat16),
+        "f16": np.array([0.099975586], np.float16),
+        "c64": np.array([1 + 2j], np.complex64),
+        "np_scalar": np.float64(0.1),
+        "py_int": 2**40,
+        "py_float": 0.1,
+    }
+    ck.save_checkpoint(tmp_path / "c", tree)
+    back = ck.load_checkpoint(tmp_path / "c", like=tree).tree
+    for k, v in tree.items():
+        assert type(back[k]) is type(v), k
+        assert np.asarray(back[k]).dtype == np.asarray(v).dtype, k
+        np.testing.assert_array_equal(np.asarray(back[k]), np.asarray(v))
+    assert back["py_int"] == 2**40 and back["i64"][0] == 2**40
+
+
+@pytest.mark.parametrize(
+    ("leaf", "match"),
+    [
+        (np.array("abc"), r"leaf `tree\['x'\]` must be an array or number of a numeric or bool"),
+        (np.array([object()]), r"with dtype object"),
+        (jax.random.key(0), r"leaf `tree\['x'\]` is a PRNG key array; store `jax.random.key_data"),
+    ],
+)
+def test_unstorable_leaves_are_refused_at_save_time(tmp_path, leaf, match):
+    with pytest.raises(TypeError, match=match):
+        ck.save_checkpoint(tmp_path / "c", {"x": leaf})
+    assert not (tmp_path / "c").exists()
+
+
+def write_payload(path, content):
+    import hashlib
+
+    from flax.serialization import msgpack_serialize
+
+    payload = msgpack_serialize(content)
+    path.write_bytes(ck.MAGIC + hashlib.sha256(payload).digest() + payload)
+
+
+GOOD = {"version": 1, "kind": "params", "keys": ["[0]"], "leaves": {"0": np.zeros(2)},
+        "config": "{}", "meta": "{}"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ([1, 2, 3], r"the payload is a list, not a map"),
+        (
+            {"kind": "params"},
+            r"the payload lacks \['version', 'keys', 'leaves', 'config', 'meta'\]",
+        ),
+        ({**GOOD, "leaves": {"0": 5}}, r"leaves \['0'\] are not arrays"),
+        ({**GOOD, "keys": "[0]"}, r"wrong type: keys \(str\)"),
+        ({**GOOD, "leaves": {}}, r"its 1 leaf paths and 0 leaves do not match"),
+        ({**GOOD, "version": 7}, r"format version 7"),
+        ({**GOOD, "kind": "checkpoint", "config": "[1]"}, r"its config is not a JSON object"),
+    ],
+)
+def test_crafted_payloads_with_a_valid_checksum_are_refused(tmp_path, content, match):
+    write_payload(tmp_path / "p", content)
+    with pytest.raises(ck.CheckpointError, match=r"is corrupted \(.*" + match):
+        if isinstance(content, dict) and content.get("kind") == "checkpoint":
+            ck.read_checkpoint_info(tmp_path / "p")
+        else:
+            lj.load_params(tmp_path / "p", like=[np.zeros(2)])
+
+
+def test_a_crafted_payload_of_the_right_structure_loads(tmp_path):
+    write_payload(tmp_path / "p", GOOD)  # the check above refuses only what is wrong
+    np.testing.assert_array_equal(lj.load_params(tmp_path / "p", like=[np.ones(2)])[0], [0, 0])
+
+
+@pytest.mark.parametrize("fn", [lj.load_params, ck.load_checkpoint])
+def test_path_must_be_a_path(fn):
+    with pytest.raises(TypeError, match=r"`path` must be a file path \(str or os.PathLike\); got"):
+        fn(None, like=params())
+
+
+def test_the_next_save_removes_a_killed_saves_temporary_file(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".p.tmp-{dead.pid}"
+    stale.write_bytes(b"x" * 1000)  # what a SIGKILL during a save leaves
+    live = tmp_path / f".p.tmp-{os.getppid()}"  # a save still running in a live process
+    live.write_bytes(b"y")
+    other = tmp_path / f".q.tmp-{dead.pid}"  # another file's: not this save's business
+    other.write_bytes(b"z")
+    lj.save_params(tmp_path / "p", params())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["p", live.name, other.name])
