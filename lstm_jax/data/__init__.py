@@ -6,6 +6,7 @@ real series and the text corpus ship inside the package.
 
 from lstm_jax.data.batching import batch_order, pad_sequences
 from lstm_jax.data.series import BUILTIN, Series, load_csv, load_series
+from lstm_jax.data.speech import SpeechCorpus, Utterance, load_speech, load_speech_folder
 from lstm_jax.data.synthetic import (
     adding_problem,
     copy_task,
@@ -28,6 +29,8 @@ __all__ = [
     "BUILTIN",
     "Normalizer",
     "Series",
+    "SpeechCorpus",
+    "Utterance",
     "Vocab",
     "batch_order",
     "build_vocab",
@@ -35,6 +38,8 @@ __all__ = [
     "fit_normalizer",
     "load_csv",
     "load_series",
+    "load_speech",
+    "load_speech_folder",
     "load_text",
     "normalize",
     "pad_sequences",
