@@ -1,0 +1,73 @@
+"""StableHLO through ``jax.export``: the JAX-native way to serve a trained model.
+
+:func:`to_stablehlo` traces ``layer.apply`` with symbolic ``batch`` and ``time`` dimensions and
+the params baked in as constants, and writes ``jax.export``'s serialised artefact (StableHLO
+bytecode plus its calling convention). :func:`load_stablehlo` reads it back, in any process,
+with only ``jax`` installed: no lstm_jax, no Python model code. XLA compiles it on first call
+for whatever batch and time it is given. The serialised form is stable across JAX versions
+within ``jax.export``'s compatibility window (six months backward).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from lstm_jax.export.model import as_recurrent_model
+
+
+def to_stablehlo(
+    layer: Any,
+    params: Any,
+    path: str | Path | None = None,
+    *,
+    input_size: int | None = None,
+    lengths: bool | None = None,
+    platforms: tuple[str, ...] | None = None,
+) -> bytes:
+    """Serialises ``xs -> layer.apply(params, xs)[1]`` (and ``lengths`` when asked for).
+
+    Args:
+      layer: as for :func:`lstm_jax.export.to_onnx`.
+      params: its params (baked into the artefact).
+      path: where to write the bytes (None: only return them).
+      input_size: features of ``xs`` (read from the params when None).
+      lengths: take a second argument, int32 ``(batch,)`` valid lengths. None: only for the
+        command's ``Classifier``.
+      platforms: backends to lower for (default: this process's backend), e.g.
+        ``("cpu", "cuda")``.
+
+    Returns:
+      The serialised ``jax.export.Exported``; ``load_stablehlo`` turns it back into a function.
+    """
+    if lengths is None:
+        lengths = type(layer).__name__ == "Classifier"
+    model, mparams = as_recurrent_model(layer, params)
+    rnn = model.rnn
+    b, t = jax.export.symbolic_shape("batch, time")
+    if model.vocab_size is not None:
+        x_spec = jax.ShapeDtypeStruct((t, b) if rnn.time_major else (b, t), jnp.int32)
+    else:
+        size = input_size or int(jnp.shape(mparams.rnn[0].forward.w_x)[0])
+        shape = (t, b, size) if rnn.time_major else (b, t, size)
+        x_spec = jax.ShapeDtypeStruct(shape, mparams.rnn[0].forward.w_x.dtype)
+    specs = [x_spec] + ([jax.ShapeDtypeStruct((b,), jnp.int32)] if lengths else [])
+
+    def infer(xs, *lens):
+        return model.apply(mparams, xs, lengths=lens[0] if lens else None)[1]
+
+    exported = jax.export.export(jax.jit(infer), platforms=platforms)(*specs)
+    blob = exported.serialize()
+    if path is not None:
+        Path(path).write_bytes(blob)
+    return bytes(blob)
+
+
+def load_stablehlo(source: str | Path | bytes):
+    """The function serialised by :func:`to_stablehlo` (a path or the bytes), ready to call:
+    ``fn(xs)`` or ``fn(xs, lengths)``."""
+    blob = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+    return jax.export.deserialize(bytearray(blob)).call
