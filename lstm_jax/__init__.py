@@ -23,8 +23,15 @@ from lstm_jax.layers.stacked import GRU, LSTM, LayerParams, LayerState, SimpleRN
 from lstm_jax.sequence.lstm_scan import lstm_scan
 from lstm_jax.sequence.masks import dropout, last_step, reverse_padded, sequence_mask
 from lstm_jax.sequence.scan import scan
+from lstm_jax.training.callbacks import (
+    Callback,
+    EarlyStopping,
+    ProgressBar,
+    TensorBoard,
+    TrainInfo,
+)
 from lstm_jax.training.ensemble import init_ensemble, make_ensemble_step, train_ensemble
-from lstm_jax.training.fit import FitResult, fit
+from lstm_jax.training.fit import Checkpointing, FitConfig, FitResult, fit
 from lstm_jax.training.step import TrainState, init_train_state, make_eval_step, make_train_step
 from lstm_jax.training.tbptt import fit_tbptt, make_tbptt_step, reset_carry, stream_chunks
 
@@ -33,10 +40,14 @@ __version__ = "0.1.0"
 __all__ = [
     "AdditiveAttention",
     "AttentionParams",
+    "Callback",
+    "Checkpointing",
     "ConvLSTMCell",
     "ConvLSTMParams",
     "Dense",
     "DenseParams",
+    "EarlyStopping",
+    "FitConfig",
     "FitResult",
     "GRU",
     "GRUCell",
@@ -51,10 +62,13 @@ __all__ = [
     "LayerParams",
     "LayerState",
     "Peepholes",
+    "ProgressBar",
     "SimpleRNN",
     "SimpleRNNCell",
     "SimpleRNNParams",
     "StackedRNN",
+    "TensorBoard",
+    "TrainInfo",
     "TrainState",
     "dropout",
     "fit",

@@ -156,13 +156,14 @@ def fit_run(mesh):
     """``fit`` with 62 training windows in batches of 16: on a 4x2 mesh the last batch (14)
     does not divide by data=4 and runs replicated."""
     r = lj.fit(loss_fn, make_params(), make_data(78, seed=1), epochs=2, batch_size=16,
-               val_fraction=0.2, optimizer=OPT, mesh=mesh)  # fmt: skip
+               optimizer=OPT, config=lj.FitConfig(val_fraction=0.2, mesh=mesh))  # fmt: skip
     return {"loss": r.history["loss"], "val_loss": r.history["val_loss"]}
 
 
 def fit_runs():
     mesh = sh.make_mesh(8)
-    bad = error(lambda: lj.fit(loss_fn, make_params(), make_data(24), batch_size=12, mesh=mesh))
+    cfg = lj.FitConfig(mesh=mesh)
+    bad = error(lambda: lj.fit(loss_fn, make_params(), make_data(24), batch_size=12, config=cfg))
     return {"dp4x2": fit_run(sh.make_mesh(4, 2)), "bad_batch": bad}
 
 

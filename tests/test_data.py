@@ -67,7 +67,18 @@ def test_load_csv_columns_by_name_and_position(tmp_path):
     s = load_csv(tmp_path / "a.csv", ["y", 1], index_column="date")
     np.testing.assert_array_equal(s.values, [[2, 1], [4, 3]])
     assert s.columns == ["y", "x"] and s.index == ["2020-01", "2020-02"]
-    assert load_csv(tmp_path / "a.csv").columns == ["x", "y"]  # numeric columns by default
+    assert load_csv(tmp_path / "a.csv", index_column=0).columns == ["x", "y"]  # all the others
+    with pytest.raises(ValueError, match=r"row 2, column 'date': '2020-01' is not a number\. Name"):
+        load_csv(tmp_path / "a.csv")  # a column is never dropped silently
+    np.testing.assert_array_equal(load_csv(tmp_path / "a.csv", "y").values, [[2], [4]])
+    np.testing.assert_array_equal(load_csv(tmp_path / "a.csv", 1).values, [[1], [3]])
+
+
+def test_load_csv_strips_a_bom_and_trailing_blank_lines(tmp_path):
+    (tmp_path / "b.csv").write_bytes("\ufefftemp,load\r\n1.5,2\r\n3,4e3\r\n\r\n\n".encode())
+    s = load_csv(tmp_path / "b.csv")
+    assert s.columns == ["temp", "load"] and s.index == ["0", "1"]
+    np.testing.assert_array_equal(s.values, [[1.5, 2.0], [3.0, 4000.0]])
 
 
 def test_text_vocab_and_stream():

@@ -18,6 +18,8 @@ TRAINING = {
     "TrainState", "init_train_state", "make_train_step", "make_eval_step", "fit", "FitResult",
     "make_tbptt_step", "fit_tbptt", "stream_chunks", "reset_carry", "save_params", "load_params",
     "init_ensemble", "make_ensemble_step", "train_ensemble", "lstm_scan", "ConvLSTMCell",
+    "FitConfig", "Checkpointing", "Callback", "EarlyStopping", "ProgressBar", "TensorBoard",
+    "TrainInfo",
 }  # fmt: skip
 SUBMODULES = {
     "lstm_jax.interop": {"from_torch", "to_torch", "from_keras", "to_keras", "from_flax",

@@ -231,9 +231,8 @@ def test_one_device_mesh_changes_nothing_in_fit():
             data,
             epochs=2,
             batch_size=16,
-            val_fraction=0.25,
             optimizer=optax.adam(0.05),
-            mesh=mesh,
+            config=lj.FitConfig(val_fraction=0.25, mesh=mesh),
         )  # fmt: skip
         for mesh in (None, sh.make_mesh())
     ]

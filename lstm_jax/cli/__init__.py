@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     except KeyboardInterrupt:
         return _fail("lstm-jax: interrupted (the last checkpoint is intact; use --resume)", 130)
-    except (CheckpointError, ValueError, TypeError, OSError) as e:
+    except (CheckpointError, ValueError, TypeError, OSError, FloatingPointError) as e:
         if os.environ.get("LSTM_JAX_DEBUG"):
             raise
         return _fail(f"lstm-jax: error: {_one_line(e)}", 1)

@@ -28,7 +28,8 @@ from lstm_jax.cli.report import (
 from lstm_jax.cli.tasks import DEFAULTS, prepare, test_metrics
 from lstm_jax.data import Normalizer, load_csv, normalize
 from lstm_jax.sharding import mesh_for
-from lstm_jax.training.fit import checkpoint_template, fit
+from lstm_jax.training.callbacks import EarlyStopping, ProgressBar
+from lstm_jax.training.fit import Checkpointing, FitConfig, checkpoint_template, fit
 
 CHECKPOINT = "checkpoint.msgpack"
 
@@ -51,7 +52,7 @@ def train(args: argparse.Namespace) -> None:
     if args.resume:
         if not ckpt.exists():
             raise ValueError(f"--resume: no checkpoint at {ckpt}; train without --resume first.")
-        cfg, _ = read_checkpoint_info(ckpt)
+        cfg = _stored_config(ckpt)
         if args.epochs:
             cfg["epochs"] = args.epochs
     else:
@@ -62,21 +63,20 @@ def train(args: argparse.Namespace) -> None:
     optimizer = make_optimizer(cfg, steps)
     params = prep.model.init(jax.random.key(cfg["seed"]))
     print(_describe(cfg, prep, n_train))
+    callbacks = [EarlyStopping(cfg["patience"])] if cfg.get("patience") else []
+    if not args.no_progress:
+        callbacks.append(ProgressBar())
     result = fit(
         prep.loss_fn,
         params,
         prep.train,
+        val_data=prep.val,
         optimizer=optimizer,
         epochs=cfg["epochs"],
         batch_size=cfg["batch_size"],
-        val_data=prep.val,
-        patience=cfg.get("patience"),
-        seed=cfg["seed"],
-        checkpoint=ckpt,
-        resume=args.resume,
-        config=cfg,
-        progress=not args.no_progress,
-        mesh=mesh_for(args.devices, args.model_parallel),
+        callbacks=callbacks,
+        config=FitConfig(seed=cfg["seed"], mesh=mesh_for(args.devices, args.model_parallel)),
+        checkpoint=Checkpointing(ckpt, resume=args.resume, config=cfg),
     )
     save_params(out / "params.msgpack", result.params, config=cfg)
     h = result.history
@@ -179,10 +179,36 @@ def _plots(cfg, prep, params, out: Path, history) -> list[Path]:
     return files
 
 
+def _stored_config(path: Path) -> dict:
+    """The config of a checkpoint, refused with one line when a task cannot rebuild from it."""
+    cfg, _ = read_checkpoint_info(path)
+    task = cfg.get("task")
+    if not isinstance(task, str) or task not in DEFAULTS:
+        got = "has no `task`" if task is None else f"has task {task!r}"
+        raise CheckpointError(
+            f"{path}: its config {got}; `lstm-jax` reads checkpoints of the tasks "
+            f"{list(DEFAULTS)} written by `lstm-jax train`."
+        )
+    need = {"cell": str, "layers": int, "seed": int}
+    for k, v in DEFAULTS[task].items():  # a default of None: the task may store None
+        need[k] = (int, type(None)) if v is None else (int, float) if isinstance(v, float) else int
+    bad = [
+        f"{k} (missing)" if k not in cfg else f"{k}={cfg[k]!r}"
+        for k, t in need.items()
+        if k not in cfg or not isinstance(cfg[k], t) or isinstance(cfg[k], bool)
+    ]
+    if bad:
+        raise CheckpointError(
+            f"{path}: its config cannot rebuild the {task!r} model: {', '.join(bad)}; was it "
+            "written by `lstm-jax train`?"
+        )
+    return cfg
+
+
 def _load(path_text: str, task: str | None = None):
     path = Path(path_text)
     path = path / CHECKPOINT if path.is_dir() else path
-    cfg, _ = read_checkpoint_info(path)
+    cfg = _stored_config(path)
     if task is not None and cfg.get("task") != task:
         raise ValueError(f"{path} holds a {cfg.get('task')!r} model; this needs a {task!r} one.")
     prep = prepare(cfg)

@@ -12,6 +12,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from lstm_jax.core.validate import check_bool, check_int
+
 
 def pad_sequences(
     sequences: Sequence[Any], *, max_length: int | None = None, value: float = 0.0, dtype=None
@@ -65,9 +67,18 @@ def batch_order(n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool
     """The example indices of every batch of one epoch, a list of int arrays.
 
     The order is a function of ``(seed, epoch)`` only, so a resumed run replays it exactly.
-    The last batch holds the remainder (it may be smaller than ``batch_size``).
+    The last batch holds the remainder (it may be smaller than ``batch_size``); ``n = 0``
+    gives no batches.
+
+    Raises:
+      TypeError, ValueError: unless ``n``, ``seed`` and ``epoch`` are ints >= 0,
+        ``batch_size`` an int >= 1 and ``shuffle`` a bool.
     """
-    if shuffle:
+    n = check_int("batch_order", "n", n, minimum=0)
+    batch_size = check_int("batch_order", "batch_size", batch_size)
+    seed = check_int("batch_order", "seed", seed, minimum=0)
+    epoch = check_int("batch_order", "epoch", epoch, minimum=0)
+    if check_bool("batch_order", "shuffle", shuffle):
         idx = np.random.default_rng([seed, epoch]).permutation(n)
     else:
         idx = np.arange(n)

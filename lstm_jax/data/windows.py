@@ -9,6 +9,7 @@ steps of one feature, and ``Dense(1)`` predicts the next value.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -47,6 +48,11 @@ def as_2d(series, where: str = "sliding_windows") -> np.ndarray:
 def fit_normalizer(series) -> Normalizer:
     """Mean and standard deviation of every feature (a constant feature gets ``std = 1``)."""
     x = as_2d(series, "fit_normalizer")
+    if len(x) == 0:
+        raise ValueError(
+            f"`fit_normalizer`: `series` has 0 rows (shape {np.shape(series)}); the statistics "
+            "need at least one step."
+        )
     std = x.std(axis=0)
     return Normalizer(x.mean(axis=0), np.where(std > 0, std, 1.0).astype(np.float32))
 
@@ -123,9 +129,7 @@ def split_series(series, fractions: Sequence[float] = (0.7, 0.15, 0.15)):
     Returns a list of ``(N_k, ...)`` arrays; the fractions are normalised to sum to 1.
     """
     x = np.asarray(series)
-    total = float(sum(fractions))
-    if any(f <= 0 for f in fractions) or total <= 0:
-        raise ValueError(f"`split_series`: `fractions` must be positive; got {list(fractions)}.")
+    total = _check_fractions("split_series", fractions)
     cuts = np.round(np.cumsum(fractions)[:-1] / total * len(x)).astype(int)
     return np.split(x, cuts)
 
@@ -147,11 +151,9 @@ def split_windows(
     Returns:
       One ``(xs, ys)`` pair per fraction, as from :func:`sliding_windows`.
     """
+    total = _check_fractions("split_windows", fractions)
     xs, ys = sliding_windows(series, window, horizon=horizon, targets=targets)
     n = len(np.asarray(series))
-    total = float(sum(fractions))
-    if any(f <= 0 for f in fractions):
-        raise ValueError(f"`split_windows`: `fractions` must be positive; got {list(fractions)}.")
     bounds = np.round(np.cumsum(fractions) / total * n).astype(int)  # end of each part
     target_step = np.arange(len(xs)) + window - 1 + horizon  # (M,)
     part = np.searchsorted(bounds, target_step, side="right")  # (M,)
@@ -163,3 +165,22 @@ def split_windows(
             f"{n} steps with window={window}; use a longer series or a shorter window."
         )
     return out
+
+
+def _check_fractions(where: str, fractions) -> float:
+    """The sum of ``fractions``: one or more positive finite numbers."""
+    ok = isinstance(fractions, Sequence) and not isinstance(fractions, str)
+    if ok:
+        ok = len(fractions) > 0 and all(
+            isinstance(f, (int, float, np.integer, np.floating))
+            and not isinstance(f, bool)
+            and math.isfinite(f)
+            and f > 0
+            for f in fractions
+        )
+    if not ok:
+        raise ValueError(
+            f"`{where}`: `fractions` must be one or more positive numbers, e.g. (0.7, 0.15, "
+            f"0.15); got {fractions!r}."
+        )
+    return float(sum(fractions))

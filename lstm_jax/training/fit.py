@@ -1,4 +1,4 @@
-"""``fit``: the epoch loop around :func:`make_train_step`, with validation, early stopping,
+"""``fit``: the epoch loop around :func:`make_train_step`, with validation, callbacks,
 checkpoints and exact resume.
 
 The loop is plain Python around two jitted pure functions (the train step, with the state
@@ -6,10 +6,19 @@ donated, and the eval step). Batches follow :func:`lstm_jax.data.batch_order`, a
 ``(seed, epoch)``; dropout keys are folded from the step count. A run is therefore a function
 of its arguments, and a run resumed from a checkpoint (which stores the state, the data
 position and the history) ends bit-for-bit where the uninterrupted run ends, on CPU.
+
+Its options come in three groups, as a Keras user knows them: the everyday ones are keywords
+of :func:`fit` (``val_data``, ``optimizer``, ``epochs``, ``batch_size``, ``callbacks``); the
+rest of the loop is a frozen :class:`FitConfig`, and saving/resuming a :class:`Checkpointing`.
+Early stopping, the progress bar and TensorBoard logging are callbacks
+(:mod:`lstm_jax.training.callbacks`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,11 +29,84 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lstm_jax.checkpoint import load_checkpoint, save_checkpoint
+from lstm_jax.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from lstm_jax.core.validate import check_bool, check_float, check_int, check_key
 from lstm_jax.data.batching import batch_order, num_examples, split_last, take
+from lstm_jax.training.callbacks import CallbackList, TrainInfo, check_callbacks
+from lstm_jax.training.checks import check_clip_norm, check_trainable, first_bad_step, raise_if_bad
 from lstm_jax.training.place import jit_steps, place
-from lstm_jax.training.progress import progress_bar
 from lstm_jax.training.step import TrainState, init_train_state, make_eval_step, make_train_step
+
+_OPEN_UNIT = {"low": 0.0, "high": 1.0, "low_open": True, "high_open": True}  # (0, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """How :func:`fit` walks the data, beyond epochs and batch size.
+
+    Attributes:
+      val_fraction: instead of ``val_data``, hold out the *last* fraction of ``train_data``
+        (chronological for ordered windows; shuffle first for a random split); in (0, 1).
+      shuffle: shuffle the examples every epoch.
+      seed: fixes the batch order (with the epoch).
+      clip_norm: clip gradients to this global L2 norm (``optax.clip_by_global_norm``); > 0.
+      max_steps: stop after this many optimiser steps in total (saving a checkpoint).
+      mesh: train data-parallel (and model-sharded) on this device mesh, from
+        :func:`lstm_jax.sharding.make_mesh`; ``batch_size`` must divide by its ``data`` axis.
+        ``None``: one device.
+    """
+
+    val_fraction: float | None = None
+    shuffle: bool = True
+    seed: int = 0
+    clip_norm: float | None = None
+    max_steps: int | None = None
+    mesh: jax.sharding.Mesh | None = None
+
+    def __post_init__(self):
+        if self.val_fraction is not None:
+            check_float("FitConfig", "val_fraction", self.val_fraction, **_OPEN_UNIT)
+        check_bool("FitConfig", "shuffle", self.shuffle)
+        check_int("FitConfig", "seed", self.seed, minimum=0)
+        check_clip_norm("FitConfig", self.clip_norm)
+        if self.max_steps is not None:
+            check_int("FitConfig", "max_steps", self.max_steps)
+        if self.mesh is not None and not isinstance(self.mesh, jax.sharding.Mesh):
+            raise TypeError(
+                "`FitConfig`: `mesh` must be a jax.sharding.Mesh (`lstm_jax.sharding."
+                f"make_mesh()`) or None; got {type(self.mesh).__name__}."
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpointing:
+    """Where and when :func:`fit` saves its checkpoint, and whether it resumes from it.
+
+    Attributes:
+      path: the checkpoint file, written at every epoch end (atomically).
+      save_every: also save every this many optimiser steps.
+      resume: continue from ``path`` if it exists (bit-for-bit, even mid-epoch).
+      config: JSON settings stored in the checkpoint (e.g. the model sizes).
+    """
+
+    path: str | os.PathLike
+    save_every: int | None = None
+    resume: bool = False
+    config: dict | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.path, (str, os.PathLike)):
+            raise TypeError(
+                "`Checkpointing`: `path` must be a file path (str or os.PathLike); got "
+                f"{type(self.path).__name__}."
+            )
+        if self.save_every is not None:
+            check_int("Checkpointing", "save_every", self.save_every)
+        check_bool("Checkpointing", "resume", self.resume)
+        if self.config is not None and not isinstance(self.config, dict):
+            raise TypeError(
+                f"`Checkpointing`: `config` must be a dict; got {type(self.config).__name__}."
+            )
 
 
 class FitResult(NamedTuple):
@@ -33,11 +115,11 @@ class FitResult(NamedTuple):
     state: TrainState  # the final train state
     params: Any  # best params by validation loss when validating, else the final params
     history: dict  # per-epoch lists: epoch, step, loss, val_loss (and val_<metric>), time_s
-    best_epoch: int | None  # epoch (1-based) of the best validation loss
-    stopped_early: bool  # whether `patience` ended the run
+    best_epoch: int | None  # epoch (1-based) of the best validation loss; None without val
+    stopped_early: bool  # whether a callback (e.g. EarlyStopping) ended the run
 
 
-def evaluate(eval_step: Callable, params: Any, data: Any, batch_size: int) -> dict[str, float]:
+def mean_metrics(eval_step: Callable, params: Any, data: Any, batch_size: int) -> dict[str, float]:
     """Example-weighted mean of every metric of ``eval_step`` over ``data``, in batches."""
     n = num_examples(data, "val_data")
     totals: dict[str, Any] = {}
@@ -53,150 +135,180 @@ def fit(
     params: Any,
     train_data: Any,
     *,
+    val_data: Any = None,
     optimizer: optax.GradientTransformation | None = None,
     epochs: int = 10,
     batch_size: int = 32,
-    val_data: Any = None,
-    val_fraction: float | None = None,
-    clip_norm: float | None = None,
-    patience: int | None = None,
-    min_delta: float = 0.0,
-    seed: int = 0,
-    shuffle: bool = True,
     key: jax.Array | None = None,
-    max_steps: int | None = None,
-    checkpoint: str | Path | None = None,
-    save_every: int | None = None,
-    resume: bool = False,
-    config: dict | None = None,
-    progress: bool = False,
-    mesh: jax.sharding.Mesh | None = None,
+    callbacks: Any = (),
+    config: FitConfig | None = None,
+    checkpoint: Checkpointing | str | os.PathLike | None = None,
 ) -> FitResult:
     """Trains ``params`` to minimise ``loss_fn`` over mini-batches of ``train_data``.
 
     Args:
       loss_fn: ``loss_fn(params, batch) -> loss`` or ``(loss, metrics)``; with ``key``,
         ``loss_fn(params, batch, key)`` (see :func:`make_train_step`).
-      params: initial params pytree.
+      params: initial params pytree (floating leaves).
       train_data: a pytree of arrays sharing the leading (examples) axis, e.g. ``(xs, ys)``.
+      val_data: validation pytree, evaluated after every epoch; ``result.params`` are then the
+        best epoch's.
       optimizer: any optax transformation (default ``optax.adam(1e-3)``); pass a schedule as
         its learning rate for learning-rate schedules.
       epochs: passes over ``train_data``.
       batch_size: examples per step (the last batch of an epoch holds the remainder).
-      val_data: validation pytree, evaluated after every epoch.
-      val_fraction: instead of ``val_data``, hold out the *last* fraction of ``train_data``
-        (chronological for ordered windows; shuffle first for a random split).
-      clip_norm: clip gradients to this global L2 norm (``optax.clip_by_global_norm``).
-      patience: stop when the validation loss has not improved by ``min_delta`` for this many
-        epochs; ``params`` of the result are then the best epoch's.
-      seed: fixes the batch order (with ``epoch``).
-      shuffle: shuffle the examples every epoch.
       key: PRNG key for stochastic losses (dropout).
-      max_steps: stop after this many optimiser steps in total (saving a checkpoint).
-      checkpoint: file to save to at every epoch end (and every ``save_every`` steps).
-      resume: continue from ``checkpoint`` if it exists.
-      config: JSON settings stored in the checkpoint (e.g. the model sizes).
-      progress: show a tqdm progress bar with the live loss.
-      mesh: train data-parallel (and model-sharded) on this device mesh, from
-        :func:`lstm_jax.sharding.make_mesh`; ``batch_size`` must divide by its ``data`` axis.
-        ``None``: one device.
+      callbacks: :class:`lstm_jax.Callback` objects called after every step and epoch, e.g.
+        ``[lj.EarlyStopping(5), lj.ProgressBar(), lj.TensorBoard("runs/tb")]``.
+      config: a :class:`FitConfig` (validation split, shuffling, seed, clipping, step limit,
+        device mesh); default ``FitConfig()``.
+      checkpoint: a :class:`Checkpointing`, or a path (= ``Checkpointing(path)``).
 
     Returns:
       A :class:`FitResult` with the final state, the params to use, and the history.
+
+    Raises:
+      FloatingPointError: when the training loss (or the validation loss) is NaN or inf; the
+        message names the step, and the checkpoint keeps the last good state.
+      ValueError, TypeError: for bad arguments, before anything is compiled.
     """
-    _check_fit(epochs, batch_size, patience, max_steps, resume, checkpoint, val_data, val_fraction)
-    optimizer = optax.adam(1e-3) if optimizer is None else optimizer
-    if clip_norm is not None:
-        optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
+    cfg, ck = _check_fit(epochs, batch_size, config, checkpoint, val_data)
+    key = None if key is None else check_key("fit", "key", key)
+    hooks = CallbackList(check_callbacks("fit", callbacks))
+    optimizer = optimizer_with_clipping("fit", optimizer, cfg.clip_norm)
+    check_trainable("fit", params)
     train_data = jax.tree.map(np.asarray, train_data)
-    if val_fraction is not None:
-        train_data, val_data = split_last(train_data, val_fraction)
-    n = num_examples(train_data, "train_data")
-    train_step, eval_step = jit_steps(
-        make_train_step(loss_fn, optimizer, key=key), make_eval_step(loss_fn), mesh, batch_size
-    )
+    if cfg.val_fraction is not None:
+        train_data, val_data = split_last(train_data, cfg.val_fraction)
+    n = _count("train_data", train_data)
+    if val_data is not None:
+        val_data = jax.tree.map(np.asarray, val_data)
+        _count("val_data", val_data)
+    steps = make_train_step(loss_fn, optimizer, key=key), make_eval_step(loss_fn)
+    train_step, eval_step = jit_steps(*steps, cfg.mesh, batch_size)
 
     # A copy, so donating the state to the step never deletes the caller's arrays.
-    run = _Run(init_train_state(jax.tree.map(jnp.array, params), optimizer))
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        run.restore(checkpoint)
-    state = place(run.state, "state", mesh)
+    run = _Run(init_train_state(jax.tree.map(jnp.array, params), optimizer), ck)
+    if ck is not None and ck.resume and Path(ck.path).exists():
+        run.restore()
+    run.state = place(run.state, "state", cfg.mesh)
     steps_per_epoch = -(-n // batch_size)
-    total = (
-        epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
-    )
-    bar = progress_bar(progress, total=total, initial=int(state.step), unit="step", leave=False)
-    stopped = False
+    total = epochs * steps_per_epoch
+    total = total if cfg.max_steps is None else min(cfg.max_steps, total)
+    info = TrainInfo(epochs, steps_per_epoch, total, run.step, run.history, val_data is not None)
+    hooks.train_begin(info)
     try:
-        while run.epoch < epochs and not run.stopped_early:
-            order = batch_order(n, batch_size, seed=seed, epoch=run.epoch, shuffle=shuffle)
-            for idx in order[run.batch :]:
-                if max_steps is not None and int(state.step) >= max_steps:
-                    stopped = True
-                    break
-                state, metrics = train_step(state, place(take(train_data, idx), "batch", mesh))
-                run.acc = run.acc + jnp.stack(
-                    [metrics["loss"] * float(len(idx)), jnp.float32(len(idx))]
-                )
-                run.batch += 1
-                bar.update(1)
-                if progress and run.batch % 10 == 0:
-                    bar.set_postfix(epoch=run.epoch + 1, loss=f"{float(metrics['loss']):.4g}")
-                if save_every and checkpoint and int(state.step) % save_every == 0:
-                    run.state = state
-                    run.save(checkpoint, config)
-            run.state = state
-            if stopped:
-                break
-            run.end_epoch(eval_step, val_data, batch_size, patience, min_delta)
-            if progress:
-                bar.set_postfix(epoch=run.epoch, **_short(run.history))
-            if checkpoint is not None:
-                run.save(checkpoint, config)
+        data = (train_data, val_data, n)
+        stopped = _loop(run, hooks, data, (train_step, eval_step), epochs, batch_size, cfg)
     finally:
-        bar.close()
-    if stopped and checkpoint is not None:
-        run.save(checkpoint, config)
+        hooks.train_end(run.history)
+    raise_if_bad("fit", run.bad, run.path, run.saved_step)
+    if stopped and ck is not None:
+        run.save()
     best = run.best_params if run.best_epoch is not None else run.state.params
     return FitResult(run.state, best, run.history, run.best_epoch, run.stopped_early)
+
+
+def _loop(run, hooks, data, steps, epochs, batch_size, cfg):
+    """The epochs; returns whether the run stopped before its last epoch's end."""
+    (train_data, val_data, n), (train_step, eval_step) = data, steps
+    while run.epoch < epochs and not run.stopped_early:
+        order = batch_order(n, batch_size, seed=cfg.seed, epoch=run.epoch, shuffle=cfg.shuffle)
+        for idx in order[run.batch :]:
+            if cfg.max_steps is not None and run.step >= cfg.max_steps:
+                return True
+            batch = place(take(train_data, idx), "batch", cfg.mesh)
+            run.state, metrics = train_step(run.state, batch)
+            run.after_step(metrics, len(idx))
+            if hooks.per_step and hooks.step_end(run.step, metrics):
+                run.stopped_early = True
+                return True
+            if run.save_every and run.step % run.save_every == 0:
+                run.save()
+        run.end_epoch(eval_step, val_data, batch_size)
+        if hooks.epoch_end(run.epoch, {k: v[-1] for k, v in run.history.items()}):
+            run.stopped_early = True
+        if run.path is not None:
+            run.save()
+    return False
 
 
 def checkpoint_template(params: Any, optimizer: optax.GradientTransformation) -> dict:
     """The pytree :func:`fit` saves in its checkpoints, for :func:`load_checkpoint`'s ``like``:
     ``{"state": TrainState, "best_params": params, "acc": (2,) float32}``. ``optimizer`` must
     have the structure of the one used in training (including ``clip_norm``'s chain)."""
-    return _Run(init_train_state(params, optimizer))._tree()
+    return _Run(init_train_state(params, optimizer), None)._tree()
+
+
+def optimizer_with_clipping(where: str, optimizer: Any, clip_norm: Any = None):
+    """``optimizer`` (default ``optax.adam(1e-3)``) after global-norm clipping at ``clip_norm``
+    (when not None), with clear errors for either."""
+    clip_norm = check_clip_norm(where, clip_norm)
+    optimizer = optax.adam(1e-3) if optimizer is None else optimizer
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            f"`{where}`: `optimizer` must be an optax.GradientTransformation (e.g. "
+            f"`optax.adam(1e-3)`); got {type(optimizer).__name__}."
+        )
+    if clip_norm is not None:
+        optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
+    return optimizer
+
+
+def _count(name: str, data: Any) -> int:
+    n = num_examples(data, name)
+    if n == 0:
+        shapes = [tuple(np.shape(a)) for a in jax.tree.leaves(data)]
+        raise ValueError(
+            f"`fit`: `{name}` holds no examples (leading axis 0); got shapes {shapes}."
+        )
+    return n
 
 
 class _Run:
     """The mutable bookkeeping of one ``fit`` call (host side; never traced)."""
 
-    def __init__(self, state: TrainState):
-        self.state = state
+    def __init__(self, state: TrainState, ck: Checkpointing | None):
+        self.state, self.step = state, int(state.step)  # host copy of the step count
+        self.path = None if ck is None else ck.path
+        self.save_every = None if ck is None else ck.save_every
+        self.config = {} if ck is None or ck.config is None else ck.config
         self.epoch, self.batch = 0, 0  # data position: next epoch and batch to run
         self.acc = jnp.zeros((2,), jnp.float32)  # (sum of loss * examples, examples)
+        self.bad = jnp.zeros((), jnp.int32)  # first step with a non-finite loss, 0 if none
+        self.saved_step: int | None = None  # step of the last checkpoint written or read
         self.history: dict[str, list] = {"epoch": [], "step": [], "loss": [], "time_s": []}
-        self.best_params, self.best_val, self.best_epoch = None, float("inf"), None
-        self.bad_epochs, self.stopped_early = 0, False
+        self.best_params, self.best_val, self.best_epoch = None, math.inf, None
+        self.stopped_early = False
         self.t0 = time.perf_counter()
 
-    def end_epoch(self, eval_step, val_data, batch_size, patience, min_delta):
+    def after_step(self, metrics: dict, size: int) -> None:
+        self.step, self.batch = self.step + 1, self.batch + 1
+        loss = metrics["loss"].astype(jnp.float32)
+        self.acc = self.acc + jnp.stack([loss * float(size), jnp.float32(size)])
+        self.bad = first_bad_step(self.bad, loss, jnp.int32(self.step))
+
+    def end_epoch(self, eval_step, val_data, batch_size):
+        raise_if_bad("fit", self.bad, self.path, self.saved_step)
         acc = np.asarray(self.acc)
         self.epoch, self.batch = self.epoch + 1, 0
         self.acc = jnp.zeros((2,), jnp.float32)
-        row = {"epoch": self.epoch, "step": int(self.state.step), "loss": float(acc[0] / acc[1])}
+        row = {"epoch": self.epoch, "step": self.step, "loss": float(acc[0] / acc[1])}
         lr = _learning_rate(self.state.opt_state)
         if lr is not None:
             row["lr"] = lr
         if val_data is not None:
-            for k, v in evaluate(eval_step, self.state.params, val_data, batch_size).items():
+            for k, v in mean_metrics(eval_step, self.state.params, val_data, batch_size).items():
                 row[f"val_{k}"] = v
-            if row["val_loss"] < self.best_val - min_delta:
-                self.best_val, self.best_epoch, self.bad_epochs = row["val_loss"], self.epoch, 0
+            if not math.isfinite(row["val_loss"]):
+                raise FloatingPointError(
+                    f"`fit`: the validation loss is {row['val_loss']} after epoch {self.epoch} "
+                    f"(step {self.step}) while the training loss is {row['loss']:.4g}; check "
+                    "`val_data` for NaN/inf."
+                )
+            if row["val_loss"] < self.best_val:
+                self.best_val, self.best_epoch = row["val_loss"], self.epoch
                 self.best_params = jax.tree.map(jnp.copy, self.state.params)  # state is donated
-            else:
-                self.bad_epochs += 1
-                self.stopped_early = patience is not None and self.bad_epochs >= patience
         row["time_s"] = time.perf_counter() - self.t0
         for k, v in row.items():
             self.history.setdefault(k, []).append(v)
@@ -205,25 +317,33 @@ class _Run:
         best = self.state.params if self.best_params is None else self.best_params
         return {"state": self.state, "best_params": best, "acc": self.acc}
 
-    def save(self, path, config):
+    def save(self):
+        raise_if_bad("fit", self.bad, self.path, self.saved_step)  # never save a NaN state
         meta = {
             "epoch": self.epoch,
             "batch": self.batch,
             "history": self.history,
             "best_val": self.best_val if self.best_epoch is not None else None,
             "best_epoch": self.best_epoch,
-            "bad_epochs": self.bad_epochs,
             "stopped_early": self.stopped_early,
         }
-        save_checkpoint(path, self._tree(), config=config, meta=meta)
+        save_checkpoint(self.path, self._tree(), config=self.config, meta=meta)
+        self.saved_step = self.step
 
-    def restore(self, path):
-        ckpt = load_checkpoint(path, like=self._tree())
-        self.state, self.acc = ckpt.tree["state"], ckpt.tree["acc"]
+    def restore(self):
+        ckpt = load_checkpoint(self.path, like=self._tree())
         meta = ckpt.meta
+        need = ("epoch", "batch", "history", "best_epoch", "best_val", "stopped_early")
+        missing = [k for k in need if k not in meta]
+        if missing:
+            raise CheckpointError(
+                f"{self.path} is not a checkpoint written by `fit` (its metadata lacks "
+                f"{missing}); resume from a `fit` checkpoint or start a new run."
+            )
+        self.state, self.acc = ckpt.tree["state"], ckpt.tree["acc"]
+        self.step = self.saved_step = int(self.state.step)
         self.epoch, self.batch, self.history = meta["epoch"], meta["batch"], meta["history"]
-        self.best_epoch, self.bad_epochs = meta["best_epoch"], meta["bad_epochs"]
-        self.stopped_early = meta["stopped_early"]
+        self.best_epoch, self.stopped_early = meta["best_epoch"], meta["stopped_early"]
         if self.best_epoch is not None:
             self.best_params, self.best_val = ckpt.tree["best_params"], meta["best_val"]
         self.t0 -= self.history["time_s"][-1] if self.history["time_s"] else 0.0
@@ -242,20 +362,25 @@ def _learning_rate(opt_state) -> float | None:
     return None
 
 
-def _short(history: dict) -> dict:
-    return {k: f"{history[k][-1]:.4g}" for k in ("loss", "val_loss") if k in history}
-
-
-def _check_fit(epochs, batch_size, patience, max_steps, resume, checkpoint, val_data, val_frac):
-    for name, value in [("epochs", epochs), ("batch_size", batch_size)]:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`fit`: `{name}` must be a positive int; got {value!r}.")
-    for name, value in [("patience", patience), ("max_steps", max_steps)]:
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"`fit`: `{name}` must be a positive int or None; got {value!r}.")
-    if resume and checkpoint is None:
-        raise ValueError("`fit`: `resume=True` needs a `checkpoint` path to resume from.")
-    if val_data is not None and val_frac is not None:
-        raise ValueError("`fit`: pass either `val_data` or `val_fraction`, not both.")
-    if patience is not None and val_data is None and val_frac is None:
-        raise ValueError("`fit`: early stopping (`patience`) needs `val_data` or `val_fraction`.")
+def _check_fit(epochs, batch_size, config, checkpoint, val_data):
+    check_int("fit", "epochs", epochs)
+    check_int("fit", "batch_size", batch_size)
+    cfg = FitConfig() if config is None else config
+    if not isinstance(cfg, FitConfig):
+        raise TypeError(
+            f"`fit`: `config` must be an `lstm_jax.FitConfig`; got {type(config).__name__}. "
+            "(The JSON settings stored in a checkpoint go in `Checkpointing(config=...)`.)"
+        )
+    ck = checkpoint
+    if isinstance(ck, (str, os.PathLike)):
+        ck = Checkpointing(ck)
+    if ck is not None and not isinstance(ck, Checkpointing):
+        raise TypeError(
+            "`fit`: `checkpoint` must be an `lstm_jax.Checkpointing`, a file path or None; got "
+            f"{type(checkpoint).__name__}."
+        )
+    if val_data is not None and cfg.val_fraction is not None:
+        raise ValueError(
+            "`fit`: pass either `val_data` or `FitConfig(val_fraction=...)`, not both."
+        )
+    return cfg, ck

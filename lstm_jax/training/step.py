@@ -30,6 +30,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lstm_jax.core.validate import check_key
+from lstm_jax.training.checks import check_loss, check_trainable
+
 
 class TrainState(NamedTuple):
     """Everything an optimiser step changes, as one pytree."""
@@ -61,15 +64,6 @@ def _split_loss(out: Any) -> tuple[jax.Array, dict]:
     return out, {}
 
 
-def _check_loss(loss: Any) -> None:
-    if not hasattr(loss, "shape") or loss.shape != ():
-        raise ValueError(
-            "`loss_fn` must return a scalar loss (shape ()); got "
-            f"{getattr(loss, 'shape', type(loss).__name__)}. Average over the batch, "
-            "e.g. `jnp.mean(...)`."
-        )
-
-
 def make_train_step(
     loss_fn: Callable[..., Any],
     optimizer: optax.GradientTransformation,
@@ -85,12 +79,20 @@ def make_train_step(
         of the step alone and a resumed run draws the same keys.
       optimizer: any optax transformation; chain ``optax.clip_by_global_norm`` for clipping and
         pass a schedule as its learning rate.
-      key: optional PRNG key for stochastic losses.
+      key: optional PRNG key for stochastic losses (a typed ``jax.random.key`` or a raw
+        ``jax.random.PRNGKey``).
 
     Returns:
       A pure function; ``metrics`` holds ``loss``, ``grad_norm`` (global L2 norm of the
       gradients before the optimiser) and the loss's own metrics, all scalars.
+
+    Raises:
+      TypeError: when ``optimizer`` is not an optax transformation or ``key`` is not a PRNG
+        key; when the step is traced, when ``loss_fn`` returns no real floating scalar or a
+        leaf of ``params`` is not floating.
     """
+    if key is not None:
+        key = check_key("make_train_step", "key", key)
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(
             "`make_train_step`: `optimizer` must be an optax.GradientTransformation; got "
@@ -103,10 +105,11 @@ def make_train_step(
         else:
             out = loss_fn(params, batch, jax.random.fold_in(key, step))
         loss, metrics = _split_loss(out)
-        _check_loss(loss)
+        check_loss("make_train_step", loss)
         return loss, metrics
 
     def step(state: TrainState, batch: Any) -> tuple[TrainState, dict]:
+        check_trainable("make_train_step", state.params)
         grad_fn = jax.value_and_grad(objective, has_aux=True)
         (loss, metrics), grads = grad_fn(state.params, batch, state.step)
         # optax mixes Python floats with int32 counts (e.g. Adam's bias correction), so its
@@ -129,7 +132,7 @@ def make_eval_step(loss_fn: Callable[..., Any]) -> Callable[[Any, Any], dict]:
 
     def eval_step(params: Any, batch: Any) -> dict:
         loss, metrics = _split_loss(loss_fn(params, batch))
-        _check_loss(loss)
+        check_loss("make_eval_step", loss)
         return {"loss": loss, **metrics}
 
     return eval_step

@@ -24,21 +24,40 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lstm_jax.training.fit import FitResult
+from lstm_jax.core.validate import check_int
+from lstm_jax.training.callbacks import CallbackList, TrainInfo, check_callbacks
+from lstm_jax.training.checks import check_loss, check_trainable, first_bad_step, raise_if_bad
+from lstm_jax.training.fit import FitResult, optimizer_with_clipping
 from lstm_jax.training.place import place
-from lstm_jax.training.progress import progress_bar
-from lstm_jax.training.step import TrainState, _check_loss, init_train_state
+from lstm_jax.training.step import TrainState, init_train_state
 
 
 def reset_carry(carry: Any, reset: jax.Array) -> Any:
     """Zeros the carry of every row ``b`` with ``reset[b]``; ``reset`` is ``(B,)`` bool and
     every carry leaf is ``(B, ...)``."""
 
+    _check_reset(carry, reset)
+
     def one(c):
         r = reset.reshape(reset.shape + (1,) * (c.ndim - 1))  # (B, 1, ..., 1)
         return jnp.where(r, jnp.zeros_like(c), c)
 
     return jax.tree.map(one, carry)
+
+
+def _check_reset(carry: Any, reset: Any) -> None:
+    """``reset`` must be ``(B,)`` bool, ``B`` the leading axis of every carry leaf."""
+    if not hasattr(reset, "dtype") or reset.dtype != bool:
+        got = getattr(reset, "dtype", type(reset).__name__)
+        raise TypeError(f"`reset_carry`: `reset` must be a (B,) bool array; got {got}.")
+    sizes = sorted({np.shape(c)[0] if np.ndim(c) else -1 for c in jax.tree.leaves(carry)})
+    if len(sizes) > 1 or sizes == [-1] or reset.ndim != 1 or sizes[:1] not in ([], [len(reset)]):
+        B = sizes[0] if len(sizes) == 1 else "?"
+        raise ValueError(
+            f"`reset_carry`: `reset` must be a (B,) bool array with B = {B} (the carry's "
+            f"leading axis); got shape {reset.shape} for carry leaves of leading sizes {sizes} "
+            "(-1: a scalar leaf)."
+        )
 
 
 def make_tbptt_step(loss_fn: Callable[..., Any], optimizer: optax.GradientTransformation):
@@ -55,11 +74,24 @@ def make_tbptt_step(loss_fn: Callable[..., Any], optimizer: optax.GradientTransf
     """
 
     def objective(params, carry, chunk):
-        loss, new_carry = loss_fn(params, carry, chunk)
-        _check_loss(loss)
+        out = loss_fn(params, carry, chunk)
+        if not isinstance(out, tuple) or len(out) != 2:
+            raise TypeError(
+                "`make_tbptt_step`: `loss_fn(params, carry, chunk)` must return `(loss, carry)`; "
+                f"got {type(out).__name__}."
+            )
+        loss, new_carry = out
+        check_loss("make_tbptt_step", loss)
         return loss, new_carry
 
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            "`make_tbptt_step`: `optimizer` must be an optax.GradientTransformation; got "
+            f"{type(optimizer).__name__}."
+        )
+
     def step(state: TrainState, carry: Any, chunk: Any, reset: jax.Array):
+        check_trainable("make_tbptt_step", state.params)
         carry = reset_carry(carry, reset)
         grad_fn = jax.value_and_grad(objective, has_aux=True)
         (loss, new_carry), grads = grad_fn(state.params, carry, chunk)
@@ -85,18 +117,24 @@ def stream_chunks(stream: Any, chunk_length: int, starts: Any = None):
     Returns:
       A list of ``(chunk, reset)`` pairs; ``reset`` is ``(B,)`` bool, all True for the first
       chunk.
+
+    Raises:
+      ValueError: when a leaf is not ``(B, N, ...)`` with ``N >= 1`` (every leaf the same ``B``
+        and ``N``), ``chunk_length`` is not an int >= 1, or ``starts`` does not fit.
     """
-    leaves = jax.tree.leaves(stream)
-    B, N = np.shape(leaves[0])[:2]
+    B, N = _check_stream("stream_chunks", stream)
+    chunk_length = check_int("stream_chunks", "chunk_length", chunk_length)
     if starts is not None:
-        starts = np.asarray(starts, bool)
-        off = starts.copy()
-        off[:, ::chunk_length] = False
-        if starts.shape != (B, N) or off.any():
+        starts = np.asarray(starts)
+        off = starts.astype(bool) if starts.shape == (B, N) else None
+        if off is not None:
+            off = off.copy()
+            off[:, ::chunk_length] = False
+        if starts.dtype != bool or off is None or off.any():
             raise ValueError(
                 f"`stream_chunks`: `starts` must be a ({B}, {N}) bool array whose True entries "
                 f"sit at multiples of chunk_length={chunk_length}; pad each sequence to a "
-                "multiple of chunk_length."
+                f"multiple of chunk_length. Got shape {starts.shape}, dtype {starts.dtype}."
             )
     out = []
     for s in range(0, N, chunk_length):
@@ -119,7 +157,7 @@ def fit_tbptt(
     epochs: int = 1,
     starts: Any = None,
     clip_norm: float | None = None,
-    progress: bool = False,
+    callbacks: Any = (),
 ) -> FitResult:
     """Stateful training over a long stream with truncated BPTT.
 
@@ -127,26 +165,70 @@ def fit_tbptt(
     zero carry for ``B`` rows, e.g. ``layer.initial_carry((B,))``) from chunk to chunk and
     resetting it at the epoch's start and at sequence ``starts``.
 
+    Args:
+      loss_fn: ``loss_fn(params, carry, chunk) -> (loss, carry)`` (see
+        :func:`make_tbptt_step`).
+      params: initial params pytree (floating leaves).
+      stream: pytree of ``(B, N, ...)`` arrays.
+      carry: the carry of ``B`` rows that starts every epoch.
+      chunk_length: ``K``, steps per chunk (an int >= 1).
+      optimizer: any optax transformation (default ``optax.adam(1e-3)``).
+      epochs: passes over the stream.
+      starts: optional ``(B, N)`` bool sequence starts (see :func:`stream_chunks`).
+      clip_norm: clip gradients to this global L2 norm (> 0).
+      callbacks: :class:`lstm_jax.Callback` objects; a step is one chunk.
+
     Returns:
       A :class:`FitResult`; ``history`` holds the mean chunk loss of every epoch.
+
+    Raises:
+      FloatingPointError: when a chunk's loss is NaN or inf (naming the step).
     """
-    optimizer = optax.adam(1e-3) if optimizer is None else optimizer
-    if clip_norm is not None:
-        optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
+    epochs = check_int("fit_tbptt", "epochs", epochs)
+    hooks = CallbackList(check_callbacks("fit_tbptt", callbacks))
+    optimizer = optimizer_with_clipping("fit_tbptt", optimizer, clip_norm)
+    check_trainable("fit_tbptt", params)
+    chunks = stream_chunks(jax.tree.map(np.asarray, stream), chunk_length, starts)
     step = jax.jit(make_tbptt_step(loss_fn, optimizer), donate_argnums=(0, 1))
     state = place(init_train_state(jax.tree.map(jnp.array, params), optimizer), "state")
-    chunks = stream_chunks(jax.tree.map(np.asarray, stream), chunk_length, starts)
     history: dict[str, list] = {"epoch": [], "step": [], "loss": [], "time_s": []}
-    t0 = time.perf_counter()
-    with progress_bar(progress, total=epochs * len(chunks), unit="chunk", leave=False) as bar:
+    t0, n, bad = time.perf_counter(), 0, jnp.zeros((), jnp.int32)
+    hooks.train_begin(TrainInfo(epochs, len(chunks), epochs * len(chunks), 0, history, False))
+    stopped = False
+    try:
         for epoch in range(1, epochs + 1):
             c, total = jax.tree.map(jnp.array, carry), jnp.zeros((), jnp.float32)
             for chunk, reset in chunks:
                 state, c, metrics = step(state, c, place(chunk, "batch"), reset)
-                total = total + metrics["loss"]
-                bar.update(1)
-            row = (epoch, int(state.step), float(total) / len(chunks), time.perf_counter() - t0)
+                n += 1
+                loss = metrics["loss"].astype(jnp.float32)
+                total, bad = total + loss, first_bad_step(bad, loss, jnp.int32(n))
+                if hooks.per_step and hooks.step_end(n, metrics):
+                    stopped = True
+                    break
+            raise_if_bad("fit_tbptt", bad, None, None)
+            row = (epoch, n, float(total) / len(chunks), time.perf_counter() - t0)
             for k, v in zip(("epoch", "step", "loss", "time_s"), row, strict=True):
                 history[k].append(v)
-            bar.set_postfix(epoch=epoch, loss=f"{history['loss'][-1]:.4g}")
-    return FitResult(state, state.params, history, None, False)
+            if stopped or hooks.epoch_end(epoch, {k: v[-1] for k, v in history.items()}):
+                stopped = True
+                break
+    finally:
+        hooks.train_end(history)
+    return FitResult(state, state.params, history, None, stopped)
+
+
+def _check_stream(where: str, stream: Any) -> tuple[int, int]:
+    """``(B, N)`` of a stream whose every leaf is ``(B, N, ...)``; a clear error otherwise."""
+    leaves = jax.tree.leaves(stream)
+    shapes = [tuple(np.shape(a)) for a in leaves]
+    if not leaves or any(len(s) < 2 for s in shapes) or len({s[:2] for s in shapes}) != 1:
+        raise ValueError(
+            f"`{where}`: `stream` must be a pytree of arrays shaped (B, N, ...) (B rows of N "
+            f"steps, the same B and N in every array); got shapes {shapes}. A single sequence "
+            "of N steps is one row: `x[None]`."
+        )
+    B, N = shapes[0][:2]
+    if B == 0 or N == 0:
+        raise ValueError(f"`{where}`: `stream` is empty; got shapes {shapes}.")
+    return B, N
