@@ -15,6 +15,7 @@ import time
 
 from lstm_jax.checkpoint import CheckpointError
 from lstm_jax.cli import commands
+from lstm_jax.cli import export as export_command
 
 TASKS = ("forecast", "charlm", "classify", "adding")
 
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--temperature", type=_nonneg_float, default=0.8, help="0 = greedy")
     ge.add_argument("--seed", type=int, default=0)
     _common(ge)
+    export_command.add_parser(sub)
     return parser
 
 
@@ -130,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         t0 = time.perf_counter()
-        getattr(commands, args.command)(args)
+        run = export_command.export if args.command == "export" else getattr(commands, args.command)
+        run(args)
         if args.command == "train":
             print(f"done in {time.perf_counter() - t0:.1f} s")
         return 0
