@@ -17,7 +17,7 @@ from lstm_jax.checkpoint import CheckpointError
 from lstm_jax.cli import commands
 from lstm_jax.cli import export as export_command
 
-TASKS = ("forecast", "charlm", "classify", "adding")
+TASKS = ("forecast", "charlm", "classify", "adding", "speech")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--clip-norm", type=_positive_float, help="clip gradients to this L2 norm")
     tr.add_argument("--patience", type=_positive, help="early stopping patience in epochs")
     tr.add_argument("--n-examples", type=_positive, help="classify/adding: training examples")
+    tr.add_argument("--subsample", type=_positive, help="speech: frames per encoder step (3)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", help="output directory (default: runs/<task>)")
     tr.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.msgpack")
@@ -81,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     ge.add_argument("--temperature", type=_nonneg_float, default=0.8, help="0 = greedy")
     ge.add_argument("--seed", type=int, default=0)
     _common(ge)
+    tc = sub.add_parser("transcribe", help="print the transcript of WAV files (speech run)")
+    tc.add_argument("checkpoint", help="a run directory or its checkpoint.msgpack")
+    tc.add_argument("files", nargs="+", metavar="FILE.wav", help="recordings to transcribe")
+    tc.add_argument("--beam", type=int, default=0, help="prefix beam width (0: greedy)")
+    tc.add_argument("--mono", choices=("error", "mean"), default="error", help="stereo files")
+    tc.add_argument("--timing", action="store_true", help="print the decoding time on stderr")
     export_command.add_parser(sub)
     return parser
 

@@ -16,6 +16,7 @@ from lstm_jax.checkpoint import (
     read_checkpoint_info,
     save_params,
 )
+from lstm_jax.cli import speech
 from lstm_jax.cli.report import (
     format_table,
     plot_continuation,
@@ -74,6 +75,7 @@ def train(args: argparse.Namespace) -> None:
         optimizer=optimizer,
         epochs=cfg["epochs"],
         batch_size=cfg["batch_size"],
+        key=prep.extra.get("train_key"),  # speech: SpecAugment masks
         callbacks=callbacks,
         config=FitConfig(seed=cfg["seed"], mesh=mesh_for(args.devices, args.model_parallel)),
         checkpoint=Checkpointing(ckpt, resume=args.resume, config=cfg),
@@ -110,8 +112,13 @@ def _train_config(args) -> dict:
         cfg["columns"] = _csv_list(args.columns)
         cfg["target"] = _csv_list(args.target)
         cfg["index_column"] = args.index_column
+    elif args.task == "speech":
+        cfg["data"] = str(Path(args.data).resolve()) if args.data else None
+        cfg["subsample"] = args.subsample or 3
     elif args.data or args.columns or args.target:
         raise ValueError(f"--data/--columns/--target apply to --task forecast, not {args.task}.")
+    if args.subsample and args.task != "speech":
+        raise ValueError(f"--subsample applies to --task speech, not {args.task}.")
     if args.task == "charlm":
         cfg["text"] = str(Path(args.text).resolve()) if args.text else None
     elif args.text:
@@ -126,6 +133,8 @@ def _csv_list(text):
 
 
 def _describe(cfg, prep, n_train) -> str:
+    if cfg["task"] == "speech":
+        return speech.describe(cfg, prep, n_train)
     m = prep.model
     what = {
         "forecast": f"forecast {cfg.get('data')}",
@@ -176,6 +185,9 @@ def _plots(cfg, prep, params, out: Path, history) -> list[Path]:
         (out / "sample.txt").write_text(text)
         plot_text(out / "sample.png", text, "sample at temperature 0.8")
         files += [out / "sample.txt", out / "sample.png"]
+    if cfg["task"] == "speech":
+        speech.plot_alignment(out / "alignment.png", prep, params)
+        files.append(out / "alignment.png")
     return files
 
 
@@ -293,3 +305,7 @@ def generate(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "generated.txt").write_text(text)
     print(f"wrote {out / 'generated.txt'}")
+
+
+def transcribe(args) -> None:
+    speech.transcribe(args)

@@ -35,6 +35,7 @@ DEFAULTS = {
     "charlm": {"hidden": 128, "epochs": 20, "batch_size": 32, "lr": 3e-3, "window": 100},
     "classify": {"hidden": 32, "epochs": 10, "batch_size": 32, "lr": 3e-3, "window": 60},
     "adding": {"hidden": 64, "epochs": 10, "batch_size": 64, "lr": 3e-3, "window": 50},
+    "speech": {"hidden": 64, "epochs": 15, "batch_size": 32, "lr": 4e-3, "window": None},
 }
 
 
@@ -49,6 +50,10 @@ class Prepared(NamedTuple):
 
 def prepare(cfg: dict) -> Prepared:
     """Builds the model and the three data splits that ``cfg`` describes; fills in ``cfg``."""
+    if cfg["task"] == "speech":  # imported here: cli.speech builds on this module
+        from lstm_jax.cli.speech import prepare_speech
+
+        return prepare_speech(cfg)
     return {"forecast": _forecast, "charlm": _charlm, "classify": _classify, "adding": _adding}[
         cfg["task"]
     ](cfg)
@@ -142,6 +147,10 @@ def _adding(cfg: dict) -> Prepared:
 
 def test_metrics(cfg: dict, prep: Prepared, params) -> tuple[list[tuple], dict]:
     """Test-split metrics: ``(rows, flat)``; rows are ``(metric, model, baselines...)``."""
+    if cfg["task"] == "speech":
+        from lstm_jax.cli.speech import speech_metrics
+
+        return speech_metrics(cfg, prep, params)
     return {
         "forecast": _forecast_metrics,
         "charlm": _charlm_metrics,
