@@ -306,3 +306,21 @@ def test_fit_tbptt_calls_callbacks_per_chunk():
     assert [c[:3] for c in rec.calls if c[0] == "epoch"] == [("epoch", 1, 3), ("epoch", 2, 6)]
     assert [c[1] for c in rec.calls if c[0] == "step"] == [1, 2, 3, 4, 5, 6]
     assert result.history["step"] == [3, 6]
+
+
+@pytest.mark.slow
+@pytest.mark.loose_promotion  # optax.adam's update mixes a Python float with its int32 count
+def test_the_readme_block_of_grouped_options_and_callbacks(tmp_path, monkeypatch):
+    from test_readme import block, run
+
+    monkeypatch.chdir(tmp_path)  # the block writes runs/elnino.ckpt and runs/tb
+    keras = block("import jax, jax.numpy as jnp, optax", 1).replace("epochs=40", "epochs=1")
+    ns = run(keras)
+    ns["train"], ns["val"] = [tuple(a[:64] for a in ns[k]) for k in ("train", "val")]  # quicker
+    code = block("result = lj.fit(\n    mse, params, train").replace("epochs=40", "epochs=3")
+    first = run(code, **ns)["result"]
+    assert first.history["epoch"] == [1, 2, 3] and (tmp_path / "runs/elnino.ckpt").is_file()
+    assert len(read_events(tmp_path / "runs/tb")["epoch/val_loss"]) == 3
+    again = run(code.replace("epochs=3", "epochs=4"), **ns)["result"]  # resumes at epoch 3
+    assert again.history["epoch"] == [1, 2, 3, 4]
+    assert again.history["loss"][:3] == first.history["loss"]
