@@ -17,6 +17,7 @@ Flax's LSTM carry is ``(c, h)``; here it is ``LSTMState(h, c)``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -157,11 +158,9 @@ def _from_nnx_rnn(where, peer):
         cell, p = from_flax(peer.cell)
         layer = StackedRNN(cell, time_major=peer.time_major, unroll=peer.unroll)
         return layer, (LayerParams(p),)
-    from flax.nnx.nn.recurrent import _concatenate
-
-    from lstm_jax.nnx.rnn import _concatenate as ours
-
-    if peer.merge_fn not in (_concatenate, ours):
+    # The default merge_fn, read from the peer's own class (Flax's or lstm_jax.nnx's).
+    default = inspect.signature(type(peer).__init__).parameters["merge_fn"].default
+    if peer.merge_fn is not default:
         raise ValueError(f"`{where}`: `peer.merge_fn` must be the default concatenation.")
     (cell, p_f), (cell_b, p_b) = from_flax(peer.forward_rnn.cell), from_flax(peer.backward_rnn.cell)
     if cell != cell_b:

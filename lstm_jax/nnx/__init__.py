@@ -7,8 +7,9 @@ maths runs in :class:`lstm_jax.LSTMCell` & co. and :func:`lstm_jax.scan`. Needs 
 imported by ``import lstm_jax``.
 """
 
+from lstm_jax.nnx.bidirectional import Bidirectional
 from lstm_jax.nnx.gru import GRUCell, SimpleCell
 from lstm_jax.nnx.lstm import LSTMCell, OptimizedLSTMCell
-from lstm_jax.nnx.rnn import RNN, Bidirectional
+from lstm_jax.nnx.rnn import RNN
 
 __all__ = ["RNN", "Bidirectional", "GRUCell", "LSTMCell", "OptimizedLSTMCell", "SimpleCell"]
