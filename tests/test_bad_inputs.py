@@ -563,6 +563,8 @@ AREAS = [
     "lstm_jax.training.tbptt",
     "lstm_jax.training.ensemble",
     "lstm_jax.training.callbacks",
+    "lstm_jax.training.options",
+    "lstm_jax.training.checks",
     "lstm_jax.checkpoint",
     "lstm_jax.data.batching",
     "lstm_jax.data.series",
@@ -574,7 +576,8 @@ AREAS = [
 NO_INPUT = {"FitResult", "TrainState", "TrainInfo", "Checkpoint", "CheckpointError", "Callback",
             "CallbackList", "Series", "Normalizer", "Vocab", "ProgressBar"}  # fmt: skip
 # Helpers that the entry points above validate for them (they are called through those).
-THROUGH = {"mean_metrics", "checkpoint_template", "check_callbacks", "optimizer_with_clipping",
+THROUGH = {"check_loss", "check_trainable", "check_clip_norm", "first_bad_step", "raise_if_bad",
+           "mean_metrics", "checkpoint_template", "check_callbacks", "optimizer_with_clipping",
            "num_examples", "take", "split_last", "member_batch_keys", "normalize", "denormalize",
            "as_2d", "copy_task_baseline"}  # fmt: skip
 

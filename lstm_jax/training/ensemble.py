@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import optax
 
 from lstm_jax.core.checks import Problems, is_array
+from lstm_jax.core.validate import check_key
 from lstm_jax.training.step import TrainState, init_train_state, make_train_step
 
 
@@ -135,6 +136,7 @@ def train_ensemble(
             f"`states` must be a TrainState (from `init_ensemble`); got {type(states).__name__}."
         )
     p.raise_if_any()
+    key = check_key("train_ensemble", "key", key)
     return _train(loss_fn, optimizer, batch_fn, num_steps, states, key)
 
 
