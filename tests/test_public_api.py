@@ -32,6 +32,8 @@ SUBMODULES = {
                       "copy_task", "pad_sequences"},
     "lstm_jax.diagnostics": {"input_gradient_flow", "state_gradient_flow", "gate_statistics"},
     "lstm_jax.checkpoint": {"save_checkpoint", "load_checkpoint", "CheckpointError"},
+    "lstm_jax.export": {"to_onnx", "from_onnx", "to_stablehlo", "load_stablehlo",
+                        "RecurrentModel"},
 }  # fmt: skip
 
 
