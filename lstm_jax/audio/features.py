@@ -12,6 +12,7 @@ the constant window and mel matrix are built once in NumPy.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -172,9 +173,15 @@ def utterance_features(
     padded = np.zeros((len(samples), width), np.float32)
     for i, s in enumerate(samples):
         padded[i, : len(s)] = s
-    fn = jax.jit(lambda x, ln: normalize_utterance(log_mel(x, cfg), ln))
+    fn = _featurizer(cfg)
     parts = [
         np.asarray(fn(padded[i : i + chunk], lengths[i : i + chunk]))
         for i in range(0, len(samples), chunk)
     ]
     return np.concatenate(parts), lengths
+
+
+@functools.lru_cache(maxsize=8)
+def _featurizer(cfg: FeatureConfig):
+    """One jitted ``log_mel`` + normalisation per config (compiled once per input shape)."""
+    return jax.jit(lambda x, ln: normalize_utterance(log_mel(x, cfg), ln))

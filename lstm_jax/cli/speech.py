@@ -271,18 +271,17 @@ def load_model(path_text: str):
 
 
 def transcribe(args) -> None:
-    """Prints one transcript a line, in the order of ``args.files``."""
+    """Prints one transcript a line, in the order of ``args.files``; with ``args.timing``,
+    each file's audio length and decoding time (the first includes compilation) on stderr."""
     cfg, model, params = load_model(args.checkpoint)
     fcfg = FeatureConfig(**cfg["features"])
     audio = [read_audio(f, fcfg.sample_rate, mono=args.mono).samples for f in args.files]
-    t0 = time.perf_counter()
-    for samples in audio:
+    for name, samples in zip(args.files, audio, strict=True):
+        t0 = time.perf_counter()
         # whole seconds of padding: files of similar lengths share one compiled model
         feats, lengths = utterance_features([samples], fcfg, pad_to=fcfg.sample_rate)
-        print(decode(model, params, feats, lengths, args.beam)[0])
-    if args.timing:
-        seconds = sum(len(a) for a in audio) / fcfg.sample_rate
-        print(
-            f"transcribed {seconds:.1f} s of audio in {time.perf_counter() - t0:.2f} s",
-            file=sys.stderr,
-        )
+        print(decode(model, params, feats, lengths, args.beam)[0], flush=True)
+        if args.timing:
+            took = time.perf_counter() - t0
+            heard = len(samples) / fcfg.sample_rate
+            print(f"{name}: {heard:.2f} s of audio in {took:.3f} s", file=sys.stderr)
