@@ -17,9 +17,25 @@ from lstm_jax.cells.lstm import (
 )
 from lstm_jax.cells.simple_rnn import SimpleRNNCell, SimpleRNNParams
 from lstm_jax.checkpoint import load_params, save_params
-from lstm_jax.layers.attention import AdditiveAttention, AttentionParams
+from lstm_jax.layers.attention import (
+    AdditiveAttention,
+    AttentionParams,
+    BahdanauAttention,
+    BahdanauParams,
+    LuongAttention,
+    LuongParams,
+)
 from lstm_jax.layers.dense import Dense, DenseParams
-from lstm_jax.layers.stacked import GRU, LSTM, LayerParams, LayerState, SimpleRNN, StackedRNN
+from lstm_jax.layers.embedding import Embedding, EmbeddingParams
+from lstm_jax.layers.stacked import (
+    GRU,
+    LSTM,
+    LayerParams,
+    LayerState,
+    SimpleRNN,
+    StackedRNN,
+    bidirectional_final,
+)
 from lstm_jax.sequence.lstm_scan import lstm_scan
 from lstm_jax.sequence.masks import dropout, last_step, reverse_padded, sequence_mask
 from lstm_jax.sequence.scan import scan
@@ -40,6 +56,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AdditiveAttention",
     "AttentionParams",
+    "BahdanauAttention",
+    "BahdanauParams",
     "Callback",
     "Checkpointing",
     "ConvLSTMCell",
@@ -47,6 +65,8 @@ __all__ = [
     "Dense",
     "DenseParams",
     "EarlyStopping",
+    "Embedding",
+    "EmbeddingParams",
     "FitConfig",
     "FitResult",
     "GRU",
@@ -61,6 +81,8 @@ __all__ = [
     "LSTMState",
     "LayerParams",
     "LayerState",
+    "LuongAttention",
+    "LuongParams",
     "Peepholes",
     "ProgressBar",
     "SimpleRNN",
@@ -70,6 +92,7 @@ __all__ = [
     "TensorBoard",
     "TrainInfo",
     "TrainState",
+    "bidirectional_final",
     "dropout",
     "fit",
     "fit_tbptt",

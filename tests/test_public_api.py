@@ -44,6 +44,12 @@ def test_core_names_are_exported():
         assert hasattr(lj, name), name
 
 
+def test_seq2seq_names_are_exported():
+    names = {"Embedding", "EmbeddingParams", "BahdanauAttention", "BahdanauParams",
+             "LuongAttention", "LuongParams", "bidirectional_final"}  # fmt: skip
+    assert names <= set(lj.__all__)
+
+
 @pytest.mark.parametrize("module", sorted(SUBMODULES))
 def test_submodule_names_are_exported(module):
     import importlib

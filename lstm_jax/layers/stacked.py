@@ -150,6 +150,43 @@ class StackedRNN:
             new_carry.append(LayerState(c_f, c_b))
         return tuple(new_carry), h
 
+    def step(self, params, carry, x):
+        """One time step through every layer: ``(carry, x) -> (carry, y)``.
+
+        For autoregressive decoding and sampling, where each input depends on the previous
+        output. Equals :meth:`apply` on a length-1 sequence: ``step(params, carry, x)`` is
+        ``apply(params, x[..., None, :], carry)`` with the time axis dropped from ``ys``.
+        No dropout (there is no ``key``): a step is an inference step.
+
+        Args:
+          params: from :meth:`init`.
+          carry: from :meth:`initial_carry` or a previous step or ``apply``; zeros when None.
+          x: ``(..., I)``, one step's input (the same layout whatever ``time_major`` is).
+
+        Returns:
+          ``(carry, y)``: the new carry of every layer, and the last layer's output
+          ``(..., output_size)``.
+
+        Raises:
+          ValueError: for a bidirectional stack, whose backward direction needs the whole
+            sequence.
+        """
+        where = f"{type(self).__name__}.step"
+        if self.bidirectional:
+            raise ValueError(
+                f"`{where}`: a bidirectional stack cannot run one step at a time (its backward "
+                "direction reads the sequence from its end); use `apply` on the whole sequence, "
+                "or a unidirectional stack for decoding."
+            )
+        _check_step(where, self.num_layers, params, carry, x)
+        if carry is None:
+            carry = self.initial_carry(tuple(x.shape[:-1]))
+        h, new_carry = x, []
+        for lp, c in zip(params, carry, strict=True):
+            c_f, h = self.cell(lp.forward, c.forward, h)  # (..., P)
+            new_carry.append(LayerState(c_f))
+        return tuple(new_carry), h
+
     def _run(self, params, xs, carry, lengths, reverse, key):
         mask = None
         if key is not None and self.recurrent_dropout > 0:
@@ -204,6 +241,73 @@ class StackedRNN:
         p.raise_if_any()
         c0 = None if carry is None else carry[0].forward
         check_sequence(where, self.cell, params[0].forward, xs, c0, lengths, self.time_major)
+
+
+def _check_step(where, num_layers, params, carry, x) -> None:
+    """The stack-level checks of ``step``; each cell checks its own params, carry and input."""
+    p = Problems(where)
+    n = num_layers
+    if not _tuple_of(params, n, LayerParams):
+        got = _describe(params)
+        p.type(f"`params` must be a tuple of {n} LayerParams (from `init`); got {got}.")
+    if carry is not None and not _tuple_of(carry, n, LayerState):
+        p.type(f"`carry` must be a tuple of {n} LayerState; got {_describe(carry)}.")
+    if not hasattr(x, "shape") or not hasattr(x, "dtype") or len(x.shape) < 1:
+        p.type(f"`x` must be an array of shape (..., input_size); got {_describe(x)}.")
+    p.raise_if_any()
+
+
+def _tuple_of(x, n: int, kind: type) -> bool:
+    return isinstance(x, tuple) and len(x) == n and all(isinstance(e, kind) for e in x)
+
+
+def bidirectional_final(carry, merge: str = "concat") -> tuple[LayerState, ...]:
+    """Each layer's final ``[forward, backward]`` state, merged: a decoder's initial carry.
+
+    Args:
+      carry: the carry a (bidirectional) :class:`StackedRNN` returns, one
+        :class:`LayerState` per layer.
+      merge: ``"concat"`` joins the two directions on the last axis, ``[forward, backward]``
+        (the order of the layer's outputs), so a layer of hidden size ``H`` gives states of
+        size ``2H``; ``"sum"`` and ``"mean"`` keep size ``H``. Every leaf of the cell's carry
+        (``h`` and ``c`` for an LSTM) is merged the same way.
+
+    Returns:
+      One ``LayerState(merged, None)`` per layer: the carry of a unidirectional stack of the
+      same depth and cell kind (hidden size ``2H`` for ``"concat"``), ready for its
+      ``apply(params, xs, carry)`` or ``step``. Layers without a backward state pass through.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import lstm_jax as lj
+      >>> encoder, decoder = lj.LSTM(8, bidirectional=True), lj.LSTM(16)
+      >>> carry, _ = encoder.apply(encoder.init(jax.random.key(0), 3), jnp.ones((2, 5, 3)))
+      >>> start = lj.bidirectional_final(carry)
+      >>> start[0].forward.h.shape, start[0].forward.c.shape
+      ((2, 16), (2, 16))
+      >>> _, ys = decoder.apply(decoder.init(jax.random.key(1), 4), jnp.ones((2, 7, 4)), start)
+    """
+    merges = {
+        "concat": lambda f, b: jnp.concatenate([f, b], axis=-1),
+        "sum": lambda f, b: f + b,
+        "mean": lambda f, b: (f + b) / 2,
+    }
+    if merge not in merges:
+        raise ValueError(
+            f"`bidirectional_final`: `merge` must be one of {sorted(merges)}; got {merge!r}."
+        )
+    if not isinstance(carry, tuple) or not all(isinstance(c, LayerState) for c in carry):
+        raise TypeError(
+            "`bidirectional_final`: `carry` must be the tuple of LayerState that "
+            f"`StackedRNN.apply` returns; got {_describe(carry)}."
+        )
+    out = []
+    for s in carry:
+        merged = s.forward
+        if s.backward is not None:
+            merged = jax.tree.map(merges[merge], s.forward, s.backward)
+        out.append(LayerState(merged))
+    return tuple(out)
 
 
 def _describe(x) -> str:
