@@ -120,7 +120,7 @@ def test_bad_configs():
     with pytest.raises(ValueError, match=r"`kernel_init` must be a callable"):
         lj.GRUCell(4, kernel_init="xavier")
     with pytest.raises(
-        ValueError, match=r"`StackedRNN`: `dropout` must be a float in \[0, 1\); got 1.5"
+        ValueError, match=r"`StackedRNN`: `dropout` must be a finite number in \[0, 1\); got 1.5"
     ):
         lj.LSTM(4, dropout=1.5)
     with pytest.raises(
@@ -128,7 +128,7 @@ def test_bad_configs():
     ):
         lj.LSTM(4, num_layers=0)
     with pytest.raises(
-        ValueError, match=r"`LSTMCell.init`: `input_size` must be a positive int; got 2.0"
+        TypeError, match=r"`LSTMCell.init`: `input_size` must be a positive int; got 2.0"
     ):
         CELL.init(jax.random.key(0), 2.0)
 
@@ -157,7 +157,7 @@ def test_head_errors():
         head.apply(params, jnp.ones((3, 5)))
     att = lj.AdditiveAttention(3)
     ap = att.init(jax.random.key(0), 4)
-    with pytest.raises(ValueError, match=r"`lengths` must have the batch shape"):
+    with pytest.raises(ValueError, match=r"`lengths` must have the leading shape of `hs`"):
         att.apply(ap, jnp.ones((2, 5, 4)), jnp.array([1, 2, 3]))
     with pytest.raises(TypeError, match=r"`last_step`: `lengths` must be an integer array"):
         lj.last_step(jnp.ones((2, 5, 4)), jnp.ones(2))

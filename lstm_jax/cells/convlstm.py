@@ -16,23 +16,26 @@ channel, so ``params.w_x.shape[0]`` is the input size as for every other cell:
 :meth:`ConvLSTMCell.kernels` reshapes them to the ``HWIO`` kernels ``(kh, kw, C, 4F)`` and
 ``(kh, kw, F, 4F)`` used by ``jax.lax.conv_general_dilated``.
 
-Driving it with :func:`lstm_jax.scan`: pass frames **time-major**, ``(T, ..., Hs, Ws, C)`` with
-``time_major=True``. In the batch-major layout ``scan`` takes the axis before the features as
-time, which for frames is the width; so batch-major video is moved to time-major first,
-``jnp.moveaxis(frames, -4, 0)``.
+Driving it with :func:`lstm_jax.scan`: the cell declares ``feature_axes = 3`` (a frame is
+``(Hs, Ws, C)``), so batch-major video ``(..., T, Hs, Ws, C)`` is scanned over ``T`` as is, and
+time-major video ``(T, ..., Hs, Ws, C)`` with ``time_major=True``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from lstm_jax.cells.base import CellBase, cast_floats
 from lstm_jax.cells.lstm import LSTMGates, LSTMState
-from lstm_jax.core.checks import Problems, check_size, check_step
+from lstm_jax.core.checks import Problems
 from lstm_jax.core.ops import lead
+from lstm_jax.core.validate import check_int, check_key
 
 
 class ConvLSTMParams(NamedTuple):
@@ -44,7 +47,7 @@ class ConvLSTMParams(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class ConvLSTMCell:
+class ConvLSTMCell(CellBase):
     """Configuration of a ConvLSTM cell; the cell protocol of :class:`LSTMCell` over frames.
 
     One step, with ``*`` a 'same'-padded, stride-1 2-D convolution (cross-correlation, as in
@@ -65,17 +68,19 @@ class ConvLSTMCell:
       kernel_size: ``(kh, kw)``, odd, shared by the input and recurrent convolutions.
       forget_bias: written into the forget block of ``b`` at init (Jozefowicz et al. 2015).
       use_bias: False drops ``b``.
-      param_dtype: dtype of the parameters, the carry and the computation.
+      dtype: dtype of the convolutions' operands (e.g. ``jnp.bfloat16``); None computes in the
+        promoted dtype of ``params`` and ``x``, in which the outputs and carry are returned.
+      param_dtype: dtype ``init`` draws the parameters in (and of ``initial_carry``).
 
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> from lstm_jax import ConvLSTMCell, scan
       >>> cell = ConvLSTMCell(hidden_size=4, kernel_size=(3, 3))
       >>> params = cell.init(jax.random.key(0), input_size=1)
-      >>> frames = jnp.ones((5, 2, 8, 8, 1))  # (T, B, Hs, Ws, C), time-major
-      >>> carry, ys = scan(cell, params, frames, time_major=True)
+      >>> frames = jnp.ones((2, 5, 8, 8, 1))  # (B, T, Hs, Ws, C), batch-major
+      >>> carry, ys = scan(cell, params, frames)
       >>> ys.shape, carry.c.shape
-      ((5, 2, 8, 8, 4), (2, 8, 8, 4))
+      ((2, 5, 8, 8, 4), (2, 8, 8, 4))
 
     References:
       Shi, Chen, Wang, Yeung, Wong & Woo (2015), Convolutional LSTM Network: A Machine Learning
@@ -86,19 +91,23 @@ class ConvLSTMCell:
     kernel_size: tuple[int, int] = (3, 3)
     forget_bias: float = 1.0
     use_bias: bool = True
+    dtype: Any = None
     param_dtype: Any = jnp.float32
 
+    feature_axes = 3  # a frame x_t is (..., Hs, Ws, C): scan's time axis is the one before
+    _FLAGS = ("use_bias",)
+    _FLOATS = ("forget_bias",)
+
     def __post_init__(self):
-        check_size("ConvLSTMCell", "hidden_size", self.hidden_size)
+        super().__post_init__()
         ks = self.kernel_size
-        ok = isinstance(ks, tuple) and len(ks) == 2
-        if not ok or any(
-            isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0 for k in ks
-        ):
+        ok = isinstance(ks, (tuple, list)) and len(ks) == 2
+        if not ok or not all(_odd_size(k) for k in ks):
             raise ValueError(
                 "`ConvLSTMCell`: `kernel_size` must be a tuple of two odd positive ints (so 'same' "
                 f"padding is symmetric), e.g. (3, 3); got {ks!r}."
             )
+        object.__setattr__(self, "kernel_size", (int(ks[0]), int(ks[1])))  # hashable, canonical
 
     @property
     def params_type(self) -> type:
@@ -118,7 +127,8 @@ class ConvLSTMCell:
         Each gate's kernel is Glorot-uniform with fan-in ``kh * kw * C`` (or ``F``) and fan-out
         ``kh * kw * F``, as for a separate ``Conv2D`` per gate.
         """
-        check_size("ConvLSTMCell.init", "input_size", input_size)
+        key = check_key("ConvLSTMCell.init", "key", key)
+        input_size = check_int("ConvLSTMCell.init", "input_size", input_size)
         F, dt = self.hidden_size, self.param_dtype
         k_x, k_h = jax.random.split(key)
         b = None
@@ -166,20 +176,22 @@ class ConvLSTMCell:
         ``recurrent_mask``, optional ``(..., Hs, Ws, F)``, multiplies ``H_{t-1}`` where it
         enters the recurrent convolution.
         """
+        self.check(params, carry, x, where="ConvLSTMCell.__call__")
         new_carry, _ = self.gates(params, carry, x, recurrent_mask=recurrent_mask)
         return new_carry, new_carry.h
 
     def gates(self, params: ConvLSTMParams, carry: LSTMState, x: jax.Array, *, recurrent_mask=None):
-        """One step that also returns its gates: ``(carry, LSTMGates)``, each ``(..., Hs, Ws, F)``.
+        """One step that also returns its gates: ``(carry, LSTMGates)``.
 
-        ``check`` runs here, so ``__call__`` and ``gates`` validate alike.
+        Every gate is ``(..., Hs, Ws, F)``.
         """
-        self.check(params, carry, x, where="ConvLSTMCell.__call__")
+        cdt, odt = self.step_dtypes(params, x)  # operands, results (lstm_jax.core.dtypes)
+        params, carry, x = cast_floats(params, odt), cast_floats(carry, odt), x.astype(odt)
         k_x, k_h = self.kernels(params)
-        h = carry.h if recurrent_mask is None else carry.h * recurrent_mask.astype(carry.h.dtype)
-        z = _conv_same(x, k_x, self.param_dtype) + _conv_same(h, k_h, self.param_dtype)
+        h = carry.h if recurrent_mask is None else carry.h * recurrent_mask.astype(odt)
+        z = _conv_same(x, k_x, cdt, odt) + _conv_same(h, k_h, cdt, odt)
         if params.b is not None:
-            z = z + lead(params.b.astype(self.param_dtype), z.ndim)  # (..., Hs, Ws, 4F)
+            z = z + lead(params.b, z.ndim)  # (..., Hs, Ws, 4F)
         z_i, z_f, z_g, z_o = jnp.split(z, 4, axis=-1)
         f, i, g, o = jax.nn.sigmoid(z_f), jax.nn.sigmoid(z_i), jnp.tanh(z_g), jax.nn.sigmoid(z_o)
         c = f * carry.c + i * g
@@ -207,24 +219,30 @@ class ConvLSTMCell:
                 f"`x` must be a frame (..., Hs, Ws, channels) of rank >= 3; got x.shape={x.shape}."
             )
             p.raise_if_any()
-        check_step(self, ConvLSTMParams, params, carry, x, where)
+        super().check(params, carry, x, where)
 
 
-def _conv_same(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
+def _odd_size(k) -> bool:
+    integral = isinstance(k, numbers.Integral) and not isinstance(k, (bool, np.bool_))
+    return integral and k >= 1 and k % 2 == 1
+
+
+def _conv_same(x: jax.Array, kernel: jax.Array, cdt, odt) -> jax.Array:
     """'Same' 2-D cross-correlation of ``x: (..., Hs, Ws, I)`` with ``kernel: (kh, kw, I, O)``.
 
     Written as one matrix product over image patches (im2col): the ``kh * kw`` shifted copies
     of the zero-padded input are stacked on the channel axis. Inside the time loop of a scan,
     XLA:CPU runs this several times faster than ``conv_general_dilated``, forward and backward
     (gradient of a 10-step sequence, batch 8, 16x16 frames, F=16, 3x3 kernels: 55 ms against
-    383 ms); outside a loop XLA's convolution is the faster one.
+    383 ms); outside a loop XLA's convolution is the faster one. Operands in ``cdt``, result in
+    ``odt``.
     """
     kh, kw, n_in, n_out = kernel.shape
     Hs, Ws = x.shape[-3], x.shape[-2]
     pad = [(0, 0)] * (x.ndim - 3) + [(kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)]
-    xp = jnp.pad(x.astype(dtype), pad)  # (..., Hs + kh - 1, Ws + kw - 1, I)
+    xp = jnp.pad(x.astype(cdt), pad)  # (..., Hs + kh - 1, Ws + kw - 1, I)
     patches = jnp.concatenate(
         [xp[..., dy : dy + Hs, dx : dx + Ws, :] for dy in range(kh) for dx in range(kw)], axis=-1
     )  # (..., Hs, Ws, kh * kw * I), ordered (dy, dx, i)
-    w = kernel.astype(dtype).reshape(kh * kw * n_in, n_out)  # same (dy, dx, i) order
-    return jnp.matmul(patches, w, preferred_element_type=dtype)
+    w = kernel.astype(cdt).reshape(kh * kw * n_in, n_out)  # same (dy, dx, i) order
+    return jnp.matmul(patches, w, preferred_element_type=odt)

@@ -24,10 +24,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lstm_jax.core.activations import Activation, resolve_activation
-from lstm_jax.core.checks import check_size, check_step
-from lstm_jax.core.initializers import Initializer, gate_blocks, resolve_initializer
+from lstm_jax.cells.base import CellBase, cast_floats
+from lstm_jax.core.activations import Activation
+from lstm_jax.core.initializers import Initializer, gate_blocks
 from lstm_jax.core.ops import lead, matmul
+from lstm_jax.core.validate import check_int, check_key
 
 
 class GRUParams(NamedTuple):
@@ -47,7 +48,7 @@ class GRUGates(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class GRUCell:
+class GRUCell(CellBase):
     """Configuration of a GRU cell; same protocol as :class:`LSTMCell`.
 
     One step, with ``sigma`` the gate activation::
@@ -87,34 +88,20 @@ class GRUCell:
     dtype: Any = None
     param_dtype: Any = jnp.float32
 
-    def __post_init__(self):
-        check_size(type(self).__name__, "hidden_size", self.hidden_size)
-        resolve_activation(self.gate_activation, "GRUCell", "gate_activation")
-        resolve_activation(self.activation, "GRUCell", "activation")
-        resolve_initializer(self.kernel_init, self.hidden_size, "GRUCell", "kernel_init")
-        resolve_initializer(self.recurrent_init, self.hidden_size, "GRUCell", "recurrent_init")
+    _FLAGS = ("reset_after", "use_bias")
+    _ACTIVATIONS = ("gate_activation", "activation")
+    _INITIALIZERS = ("kernel_init", "recurrent_init")
 
     @property
     def params_type(self) -> type:
         return GRUParams
 
-    @property
-    def output_size(self) -> int:
-        return self.hidden_size
-
-    @property
-    def compute_dtype(self):
-        return self.param_dtype if self.dtype is None else self.dtype
-
-    def short_repr(self) -> str:
-        return f"GRUCell(hidden_size={self.hidden_size})"
-
     def init(self, key: jax.Array, input_size: int) -> GRUParams:
-        check_size("GRUCell.init", "input_size", input_size)
+        key = check_key("GRUCell.init", "key", key)
+        input_size = check_int("GRUCell.init", "input_size", input_size)
         H, dt = self.hidden_size, self.param_dtype
         k_x, k_h = jax.random.split(key)
-        kinit = resolve_initializer(self.kernel_init, H, "GRUCell", "kernel_init")
-        rinit = resolve_initializer(self.recurrent_init, H, "GRUCell", "recurrent_init")
+        kinit, rinit = self.initializer_of("kernel_init"), self.initializer_of("recurrent_init")
         with_b_hn = self.use_bias and self.reset_after
         return GRUParams(
             w_x=gate_blocks(kinit, k_x, input_size, H, 3, dt),
@@ -130,14 +117,14 @@ class GRUCell:
         """One step: ``h_{t-1}: (..., H)``, ``x: (..., I)`` -> ``(h_t, y_t = h_t)``."""
         self.check(params, carry, x, where="GRUCell.__call__")
         h, _ = self.gates(params, carry, x, recurrent_mask=recurrent_mask)
-        return h, h.astype(self.compute_dtype)
+        return h, h
 
     def gates(self, params: GRUParams, carry: jax.Array, x: jax.Array, *, recurrent_mask=None):
         """One step that also returns its gates: ``-> (h_t, GRUGates)``."""
-        sigma = resolve_activation(self.gate_activation, "GRUCell", "gate_activation")
-        act = resolve_activation(self.activation, "GRUCell", "activation")
-        cdt, pdt, H = self.compute_dtype, self.param_dtype, self.hidden_size
-        h_prev = carry
+        sigma, act = self.activation_of("gate_activation"), self.activation_of("activation")
+        cdt, pdt = self.step_dtypes(params, x)  # operands, results (lstm_jax.core.dtypes)
+        params, h_prev, x = cast_floats(params, pdt), carry.astype(pdt), x.astype(pdt)
+        H = self.hidden_size
         h_in = h_prev if recurrent_mask is None else h_prev * recurrent_mask.astype(h_prev.dtype)
         zx = matmul(x, params.w_x, cdt, pdt)  # (..., 3H)
         if params.b is not None:
@@ -158,7 +145,6 @@ class GRUCell:
             z = sigma(zx_z + zh_z)
             n = act(zx_n + matmul(r * h_in, params.w_h[:, 2 * H :], cdt, pdt))
         h = (1.0 - z) * n + z * h_prev
-        h = h.astype(pdt)
         return h, GRUGates(r=r, z=z, n=n, h=h)
 
     def param_shapes(self, input_size: int) -> GRUParams:
@@ -172,7 +158,3 @@ class GRUCell:
 
     def carry_shapes(self, batch_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (*batch_shape, self.hidden_size)
-
-    def check(self, params, carry, x, where: str) -> None:
-        """Raises a clear error unless params, carry and one step's ``x`` fit this cell."""
-        check_step(self, GRUParams, params, carry, x, where)

@@ -27,10 +27,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lstm_jax.core.activations import Activation, resolve_activation
-from lstm_jax.core.checks import check_size, check_step
-from lstm_jax.core.initializers import Initializer, gate_blocks, resolve_initializer
+from lstm_jax.cells.base import CellBase, cast_floats
+from lstm_jax.core.activations import Activation
+from lstm_jax.core.initializers import Initializer, gate_blocks
 from lstm_jax.core.ops import layer_norm, lead, matmul
+from lstm_jax.core.validate import check_int, check_key
 
 
 class LSTMState(NamedTuple):
@@ -125,7 +126,7 @@ def _ln_c(ln: LSTMLayerNorm, c: jax.Array) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class LSTMCell:
+class LSTMCell(CellBase):
     """Configuration of an LSTM cell; hashable, so it can be a static argument of ``jit``.
 
     A cell is three pure functions: ``init(key, input_size) -> LSTMParams``,
@@ -152,9 +153,11 @@ class LSTMCell:
       use_bias: False drops ``b`` (PyTorch's ``bias=False``).
       kernel_init: initialiser of ``w_x`` per gate block (Glorot/Xavier uniform by default).
       recurrent_init: initialiser of ``w_h`` per gate block (orthogonal by default).
-      dtype: compute dtype of the matrix products (e.g. ``jnp.bfloat16``); None uses
-        ``param_dtype``. Products accumulate, and the carry is kept, in ``param_dtype``.
-      param_dtype: dtype of the parameters and of the carry.
+      dtype: dtype of the matrix products' operands (e.g. ``jnp.bfloat16``). None (the
+        default) computes everything in the promoted dtype of ``params`` and ``x``, as
+        ``jax.numpy`` would: float64 in, float64 out. Products accumulate, and ``y`` and the
+        carry are returned, in that promoted dtype.
+      param_dtype: dtype ``init`` draws the parameters in (and of ``initial_carry``).
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -187,20 +190,19 @@ class LSTMCell:
     dtype: Any = None
     param_dtype: Any = jnp.float32
 
+    _OPTIONAL_SIZES = ("proj_size",)
+    _FLAGS = ("forget_gate", "peephole", "layer_norm", "use_bias")
+    _FLOATS = ("forget_bias",)
+    _ACTIVATIONS = ("gate_activation", "activation")
+    _INITIALIZERS = ("kernel_init", "recurrent_init")
+
     def __post_init__(self):
-        where = type(self).__name__
-        check_size(where, "hidden_size", self.hidden_size)
-        if self.proj_size is not None:
-            check_size(where, "proj_size", self.proj_size)
-            if self.proj_size >= self.hidden_size:
-                raise ValueError(
-                    f"`{where}`: `proj_size` must be smaller than `hidden_size` "
-                    f"({self.hidden_size}); got proj_size={self.proj_size}."
-                )
-        resolve_activation(self.gate_activation, where, "gate_activation")
-        resolve_activation(self.activation, where, "activation")
-        resolve_initializer(self.kernel_init, self.hidden_size, where, "kernel_init")
-        resolve_initializer(self.recurrent_init, self.hidden_size, where, "recurrent_init")
+        super().__post_init__()
+        if self.proj_size is not None and self.proj_size >= self.hidden_size:
+            raise ValueError(
+                f"`{type(self).__name__}`: `proj_size` must be smaller than `hidden_size` "
+                f"({self.hidden_size}); got proj_size={self.proj_size}."
+            )
 
     # -- derived configuration --------------------------------------------------------------
     @property
@@ -218,15 +220,11 @@ class LSTMCell:
 
     @property
     def gate_fn(self) -> Activation:
-        return resolve_activation(self.gate_activation, "LSTMCell", "gate_activation")
+        return self.activation_of("gate_activation")
 
     @property
     def activation_fn(self) -> Activation:
-        return resolve_activation(self.activation, "LSTMCell", "activation")
-
-    @property
-    def compute_dtype(self):
-        return self.param_dtype if self.dtype is None else self.dtype
+        return self.activation_of("activation")
 
     def short_repr(self) -> str:
         extra = "" if self.proj_size is None else f", proj_size={self.proj_size}"
@@ -235,11 +233,11 @@ class LSTMCell:
     # -- the three pure functions ---------------------------------------------------------------
     def init(self, key: jax.Array, input_size: int) -> LSTMParams:
         """Draws ``LSTMParams`` for inputs of size ``input_size``."""
-        check_size(f"{type(self).__name__}.init", "input_size", input_size)
+        where = f"{type(self).__name__}.init"
+        key, input_size = check_key(where, "key", key), check_int(where, "input_size", input_size)
         H, P, G, dt = self.hidden_size, self.output_size, self.n_gates, self.param_dtype
         k_x, k_h, k_p, k_b = jax.random.split(key, 4)
-        kinit = resolve_initializer(self.kernel_init, H, "LSTMCell", "kernel_init")
-        rinit = resolve_initializer(self.recurrent_init, H, "LSTMCell", "recurrent_init")
+        kinit, rinit = self.initializer_of("kernel_init"), self.initializer_of("recurrent_init")
         b = None
         if self.use_bias:
             b = jnp.zeros((G * H,), dt)
@@ -281,22 +279,34 @@ class LSTMCell:
         """
         self.check(params, carry, x, where=f"{type(self).__name__}.__call__")
         new_carry, _ = self.gates(params, carry, x, recurrent_mask=recurrent_mask)
-        return new_carry, new_carry.h.astype(self.compute_dtype)
+        return new_carry, new_carry.h
 
     def gates(self, params: LSTMParams, carry: LSTMState, x: jax.Array, *, recurrent_mask=None):
-        """One step that also returns every gate: ``-> (carry, LSTMGates)``."""
-        z = self.preactivations(params, carry.h, x, recurrent_mask)
+        """One step that also returns every gate: ``-> (carry, LSTMGates)``.
+
+        Everything is computed in the promoted dtype of ``params`` and ``x``; ``dtype``, when
+        set, is the dtype of the matrix products' operands (see :mod:`lstm_jax.core.dtypes`).
+        """
+        cdt, odt = self.step_dtypes(params, x)
+        params, carry = cast_floats(params, odt), cast_floats(carry, odt)
+        z = self.preactivations(params, carry.h, x.astype(odt), recurrent_mask, cdt)
         g = lstm_equations(self, params, carry, z)
         h = g.h
         if params.w_proj is not None:
-            h = matmul(h, params.w_proj, self.compute_dtype, self.param_dtype)  # (..., P)
-        return LSTMState(h=h.astype(self.param_dtype), c=g.c.astype(self.param_dtype)), g
+            h = matmul(h, params.w_proj, cdt, odt)  # (..., P)
+        return LSTMState(h=h, c=g.c), g
 
-    def preactivations(self, params: LSTMParams, h: jax.Array, x: jax.Array, recurrent_mask=None):
-        """``z = x @ w_x + h @ w_h + b``: ``(..., G*H)`` in ``param_dtype``."""
+    def preactivations(
+        self, params: LSTMParams, h: jax.Array, x: jax.Array, recurrent_mask=None, cdt=None
+    ):
+        """``z = x @ w_x + h @ w_h + b``: ``(..., G*H)`` in the dtype of ``params``.
+
+        ``cdt`` is the dtype of the products' operands (default: ``dtype``, else the params').
+        """
         if recurrent_mask is not None:
             h = h * recurrent_mask.astype(h.dtype)
-        cdt, pdt = self.compute_dtype, self.param_dtype
+        pdt = params.w_x.dtype
+        cdt = cdt or self.dtype or pdt
         zx = matmul(x, params.w_x, cdt, pdt)
         zh = matmul(h, params.w_h, cdt, pdt)
         if params.layer_norm is not None:
@@ -320,7 +330,3 @@ class LSTMCell:
 
     def carry_shapes(self, batch_shape: tuple[int, ...]) -> LSTMState:
         return LSTMState(h=(*batch_shape, self.output_size), c=(*batch_shape, self.hidden_size))
-
-    def check(self, params, carry, x, where: str) -> None:
-        """Raises a clear error unless params, carry and one step's ``x`` fit this cell."""
-        check_step(self, LSTMParams, params, carry, x, where)

@@ -13,10 +13,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lstm_jax.core.activations import Activation, resolve_activation
-from lstm_jax.core.checks import check_size, check_step
-from lstm_jax.core.initializers import Initializer, resolve_initializer
+from lstm_jax.cells.base import CellBase, cast_floats
+from lstm_jax.core.activations import Activation
+from lstm_jax.core.initializers import Initializer
 from lstm_jax.core.ops import lead, matmul
+from lstm_jax.core.validate import check_int, check_key
 
 
 class SimpleRNNParams(NamedTuple):
@@ -26,7 +27,7 @@ class SimpleRNNParams(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class SimpleRNNCell:
+class SimpleRNNCell(CellBase):
     """Configuration of an Elman RNN cell; same protocol as :class:`LSTMCell`.
 
     ``h_t = activation(x_t @ w_x + h_{t-1} @ w_h + b)``; the carry is ``h: (..., H)``.
@@ -51,35 +52,20 @@ class SimpleRNNCell:
     dtype: Any = None
     param_dtype: Any = jnp.float32
 
-    def __post_init__(self):
-        check_size("SimpleRNNCell", "hidden_size", self.hidden_size)
-        resolve_activation(self.activation, "SimpleRNNCell", "activation")
-        resolve_initializer(self.kernel_init, self.hidden_size, "SimpleRNNCell", "kernel_init")
-        resolve_initializer(
-            self.recurrent_init, self.hidden_size, "SimpleRNNCell", "recurrent_init"
-        )
+    _FLAGS = ("use_bias",)
+    _ACTIVATIONS = ("activation",)
+    _INITIALIZERS = ("kernel_init", "recurrent_init")
 
     @property
     def params_type(self) -> type:
         return SimpleRNNParams
 
-    @property
-    def output_size(self) -> int:
-        return self.hidden_size
-
-    @property
-    def compute_dtype(self):
-        return self.param_dtype if self.dtype is None else self.dtype
-
-    def short_repr(self) -> str:
-        return f"SimpleRNNCell(hidden_size={self.hidden_size})"
-
     def init(self, key: jax.Array, input_size: int) -> SimpleRNNParams:
-        check_size("SimpleRNNCell.init", "input_size", input_size)
+        key = check_key("SimpleRNNCell.init", "key", key)
+        input_size = check_int("SimpleRNNCell.init", "input_size", input_size)
         H, dt = self.hidden_size, self.param_dtype
         k_x, k_h = jax.random.split(key)
-        kinit = resolve_initializer(self.kernel_init, H, "SimpleRNNCell", "kernel_init")
-        rinit = resolve_initializer(self.recurrent_init, H, "SimpleRNNCell", "recurrent_init")
+        kinit, rinit = self.initializer_of("kernel_init"), self.initializer_of("recurrent_init")
         return SimpleRNNParams(
             w_x=kinit(k_x, (input_size, H), dt),
             w_h=rinit(k_h, (H, H), dt),
@@ -94,14 +80,15 @@ class SimpleRNNCell:
     ):
         """One step: ``h_{t-1}: (..., H)``, ``x: (..., I)`` -> ``(h_t, y_t = h_t)``."""
         self.check(params, carry, x, where="SimpleRNNCell.__call__")
-        act = resolve_activation(self.activation, "SimpleRNNCell", "activation")
-        cdt, pdt = self.compute_dtype, self.param_dtype
-        h_in = carry if recurrent_mask is None else carry * recurrent_mask.astype(carry.dtype)
+        act = self.activation_of("activation")
+        cdt, pdt = self.step_dtypes(params, x)  # operands, results (lstm_jax.core.dtypes)
+        params, carry, x = cast_floats(params, pdt), carry.astype(pdt), x.astype(pdt)
+        h_in = carry if recurrent_mask is None else carry * recurrent_mask.astype(pdt)
         z = matmul(x, params.w_x, cdt, pdt) + matmul(h_in, params.w_h, cdt, pdt)
         if params.b is not None:
-            z = z + lead(params.b.astype(pdt), z.ndim)
-        h = act(z).astype(pdt)
-        return h, h.astype(cdt)
+            z = z + lead(params.b, z.ndim)
+        h = act(z)
+        return h, h
 
     def param_shapes(self, input_size: int) -> SimpleRNNParams:
         H = self.hidden_size
@@ -109,7 +96,3 @@ class SimpleRNNCell:
 
     def carry_shapes(self, batch_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (*batch_shape, self.hidden_size)
-
-    def check(self, params, carry, x, where: str) -> None:
-        """Raises a clear error unless params, carry and one step's ``x`` fit this cell."""
-        check_step(self, SimpleRNNParams, params, carry, x, where)

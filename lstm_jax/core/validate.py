@@ -24,14 +24,13 @@ def _fail(kind: type[Exception], where: str, msg: str) -> Exception:
 
 def check_int(where: str, name: str, value: Any, *, minimum: int = 1) -> int:
     """``value`` as a Python int ``>= minimum``; any integral type, never bool or str."""
+    what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise _fail(
-            TypeError,
-            where,
-            f"`{name}` must be an int >= {minimum}; got {value!r} ({type(value).__name__}).",
+            TypeError, where, f"`{name}` must be {what}; got {value!r} ({type(value).__name__})."
         )
     if int(value) < minimum:
-        raise _fail(ValueError, where, f"`{name}` must be an int >= {minimum}; got {value!r}.")
+        raise _fail(ValueError, where, f"`{name}` must be {what}; got {value!r}.")
     return int(value)
 
 

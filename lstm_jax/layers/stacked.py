@@ -21,7 +21,10 @@ import jax.numpy as jnp
 from lstm_jax.cells.gru import GRUCell
 from lstm_jax.cells.lstm import LSTMCell
 from lstm_jax.cells.simple_rnn import SimpleRNNCell
-from lstm_jax.core.checks import Problems, check_size
+from lstm_jax.core import protocol
+from lstm_jax.core.checks import Problems, check_shapes
+from lstm_jax.core.eager import call_cached
+from lstm_jax.core.validate import check_bool, check_float, check_int, check_key, check_unroll
 from lstm_jax.sequence.lstm_scan import check_supported, lstm_scan
 from lstm_jax.sequence.masks import dropout as apply_dropout
 from lstm_jax.sequence.scan import check_sequence, scan
@@ -82,7 +85,22 @@ class StackedRNN:
     backward: str = "autodiff"
 
     def __post_init__(self):
-        check_size("StackedRNN", "num_layers", self.num_layers)
+        where = "StackedRNN"
+        missing = protocol.missing_members(self.cell)
+        if missing:
+            raise TypeError(
+                f"`{where}`: `cell` must be a cell (with `init`, `initial_carry` and `__call__`, "
+                f"see `lstm_jax.Cell`); got {type(self.cell).__name__}, which lacks {missing}."
+            )
+        object.__setattr__(self, "num_layers", check_int(where, "num_layers", self.num_layers))
+        for flag in ("bidirectional", "time_major"):
+            object.__setattr__(self, flag, check_bool(where, flag, getattr(self, flag)))
+        check_unroll(where, self.unroll)
+        if self.recurrent_dropout and not protocol.accepts_recurrent_mask(self.cell):
+            raise TypeError(
+                f"`{where}`: `recurrent_dropout` needs a cell whose `__call__` takes a "
+                f"`recurrent_mask` keyword; {protocol.describe(self.cell)} does not."
+            )
         if self.backward not in ("autodiff", "bptt"):
             raise ValueError(
                 f"`StackedRNN`: `backward` must be 'autodiff' or 'bptt'; got {self.backward!r}."
@@ -91,23 +109,34 @@ class StackedRNN:
             check_supported("StackedRNN", self.cell)
         for name in ("dropout", "recurrent_dropout"):
             rate = getattr(self, name)
-            if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-                raise ValueError(f"`StackedRNN`: `{name}` must be a float in [0, 1); got {rate!r}.")
+            check_float(where, name, rate, low=0.0, high=1.0, high_open=True)
 
     @property
     def output_size(self) -> int:
         """Features of every output: the cell's output size, doubled when bidirectional."""
-        return self.cell.output_size * (2 if self.bidirectional else 1)
+        return self.layer_output_size()
+
+    def layer_output_size(self, input_size: int | None = None) -> int:
+        """Features of a layer's outputs; a cell without ``output_size`` needs ``input_size``."""
+        size = getattr(self.cell, "output_size", None)
+        if not isinstance(size, int):
+            if input_size is None:
+                raise TypeError(
+                    f"`StackedRNN.output_size`: {protocol.describe(self.cell)} has no "
+                    "`output_size`; it is known once the input size is (after `init`)."
+                )
+            size = protocol.output_size(self.cell, input_size)
+        return size * (2 if self.bidirectional else 1)
 
     def init(self, key: jax.Array, input_size: int) -> tuple[LayerParams, ...]:
         """One ``LayerParams`` per layer; layer ``l > 0`` reads ``output_size`` features."""
-        check_size("StackedRNN.init", "input_size", input_size)
-        params, size = [], input_size
+        key = check_key("StackedRNN.init", "key", key)
+        params, size = [], check_int("StackedRNN.init", "input_size", input_size)
         for k in jax.random.split(key, self.num_layers):
             k_f, k_b = jax.random.split(k)
             backward = self.cell.init(k_b, size) if self.bidirectional else None
             params.append(LayerParams(self.cell.init(k_f, size), backward))
-            size = self.output_size
+            size = self.layer_output_size(size)
         return tuple(params)
 
     def initial_carry(self, batch_shape: tuple[int, ...] = ()) -> tuple[LayerState, ...]:
@@ -133,6 +162,12 @@ class StackedRNN:
           ``(..., T, output_size)``: the order of ``jax.lax.scan`` and of the cells.
         """
         self._check(params, xs, carry, lengths)
+        if key is not None:
+            key = check_key(f"{type(self).__name__}.apply", "key", key)
+        return call_cached(StackedRNN._apply, self, params, xs, carry, lengths, key)
+
+    def _apply(self, params, xs, carry, lengths, key):
+        """The body of :meth:`apply` once checked; jitted once per config for eager callers."""
         if carry is None:
             carry = self.initial_carry(self._batch_shape(xs))
         keys = self._layer_keys(key)
@@ -190,7 +225,11 @@ class StackedRNN:
     def _run(self, params, xs, carry, lengths, reverse, key):
         mask = None
         if key is not None and self.recurrent_dropout > 0:
-            shape = self._batch_shape(xs) + (self.cell.output_size,)
+            fa = protocol.feature_axes(self.cell)
+            step_batch = (
+                xs.shape[1:-1] if self.time_major else xs.shape[: -(fa + 1)] + xs.shape[-fa:-1]
+            )
+            shape = tuple(step_batch) + (protocol.output_size(self.cell, xs.shape[-1]),)
             keep = 1.0 - self.recurrent_dropout
             mask = jax.random.bernoulli(key, keep, shape).astype(xs.dtype) / keep
         return (lstm_scan if self.backward == "bptt" else scan)(
@@ -206,7 +245,11 @@ class StackedRNN:
         )
 
     def _batch_shape(self, xs) -> tuple[int, ...]:
-        return tuple(xs.shape[1:-1] if self.time_major else xs.shape[:-2])
+        """One step's input shape without its last axis (the cells' ``initial_carry`` arg)."""
+        fa = protocol.feature_axes(self.cell)
+        if self.time_major:
+            return tuple(xs.shape[1:-1])
+        return tuple(xs.shape[: -(fa + 1)] + xs.shape[-fa:-1])
 
     def _layer_keys(self, key):
         if key is None:
@@ -241,6 +284,14 @@ class StackedRNN:
         p.raise_if_any()
         c0 = None if carry is None else carry[0].forward
         check_sequence(where, self.cell, params[0].forward, xs, c0, lengths, self.time_major)
+        size = self.layer_output_size(xs.shape[-1])
+        for layer in range(1, self.num_layers):  # deeper layers read `size` features
+            why = f"layer {layer} of {protocol.describe(self.cell)}, reading {size} features"
+            for direction in ("forward", "backward")[: 2 if self.bidirectional else 1]:
+                got = getattr(params[layer], direction)
+                want = protocol.param_shapes(self.cell, size)
+                check_shapes(p, f"params[{layer}].{direction}", got, want, why)
+        p.raise_if_any()
 
 
 def _check_step(where, num_layers, params, carry, x) -> None:

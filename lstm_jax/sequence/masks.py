@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from lstm_jax.core.checks import Problems, check_float_array
-from lstm_jax.sequence.scan import check_lengths
+from lstm_jax.sequence.lengths import check_lengths
 
 
 def dropout(key: jax.Array, x: jax.Array, rate: float) -> jax.Array:
