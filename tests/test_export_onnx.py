@@ -232,3 +232,47 @@ def test_import_lstm_jax_does_not_load_onnx():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def random_model(rng):
+    """A random exportable model: cell and its options, depth, direction, layout, head."""
+    H = int(rng.integers(2, 7))
+    kind = rng.choice(["lstm", "gru", "rnn"])
+    if kind == "lstm":
+        cell = lj.LSTMCell(H, peephole=bool(rng.integers(2)), use_bias=bool(rng.integers(2)))
+    elif kind == "gru":
+        cell = lj.GRUCell(H, reset_after=bool(rng.integers(2)))
+    else:
+        cell = lj.SimpleRNNCell(H, activation=str(rng.choice(["tanh", "relu"])))
+    rnn = lj.StackedRNN(
+        cell, int(rng.integers(1, 4)), bool(rng.integers(2)), time_major=bool(rng.integers(2))
+    )
+    pooling = rng.choice([None, "last", "attention"])
+    head = lj.Dense(int(rng.integers(1, 4))) if rng.integers(2) else None
+    att = lj.AdditiveAttention(int(rng.integers(2, 6))) if pooling == "attention" else None
+    return RecurrentModel(rnn, head, pooling, att)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(6))
+def test_random_models_match_onnxruntime(seed):
+    rng = np.random.default_rng(100 + seed)
+    model = random_model(rng)
+    I, B, T = int(rng.integers(1, 5)), int(rng.integers(1, 5)), int(rng.integers(1, 8))
+    params = jitter(model.init(jax.random.key(seed), I), seed)
+    shape = (T, B, I) if model.rnn.time_major else (B, T, I)
+    xs = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    lengths = jnp.asarray(rng.integers(0, T + 1, size=B), jnp.int32) if rng.integers(2) else None
+    carry0 = jitter(model.rnn.initial_carry((B,)), seed + 1) if rng.integers(2) else None
+    carry, ys = jax.jit(model.apply)(params, xs, carry0, lengths=lengths)
+    proto = to_onnx(model, params, lengths=lengths is not None, initial_state=carry0 is not None)
+    sess = session(proto)
+    feeds = {"x": np.asarray(xs)}
+    if lengths is not None:
+        feeds["lengths"] = np.asarray(lengths)
+    if carry0 is not None:
+        feeds.update(state_feeds(carry0))
+    got = sess.run(None, feeds)
+    np.testing.assert_allclose(got[0], ys, atol=TOL, err_msg=repr(model))
+    for g, want in zip(got[1:], carry_arrays(carry), strict=True):
+        np.testing.assert_allclose(g, want, atol=TOL, err_msg=repr(model))

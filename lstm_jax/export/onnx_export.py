@@ -75,7 +75,9 @@ def to_onnx(
     is time-major; ``tokens``, int64 ``(batch, time)``, for a model with ``vocab_size``), then
     ``lengths`` and the initial states when asked for. Its outputs are ``y`` (what
     ``layer.apply`` returns as ``ys``), then ``h_<l>`` (and ``c_<l>``) per layer, the final
-    carry as ``(directions, batch, H)``, direction 0 forward.
+    carry as ``(directions, batch, H)``, direction 0 forward. For an example of length 0 that
+    is its initial state, as in lstm_jax (onnxruntime's operators return zeros there, so the
+    graph selects the initial state with a ``Where``).
 
     Raises:
       ValueError: naming every option the operators cannot express (layer norm, projection,
@@ -231,8 +233,15 @@ def _stack(g, model, mparams, x, lengths, initial_state, helper) -> str:
             attrs["activation_alpha"], attrs["activation_beta"] = alphas, betas
         if isinstance(cell, GRUCell):
             attrs["linear_before_reset"] = int(cell.reset_after)
+        finals = outs[1:]
+        if lengths and initial_state:
+            outs = [outs[0], *(g.name(s) for s in finals)]
         g.node(OPS[type(cell)], ins, outputs=outs, **attrs)
-        for s in outs[1:]:
+        if lengths and initial_state:  # onnxruntime zeroes Y_h/Y_c of an empty sequence
+            empty = _empty_sequences(g)  # (1, B, 1)
+            for raw, h0, final in zip(outs[1:], states, finals, strict=True):
+                g.node("Where", [empty, h0, raw], outputs=[final])
+        for s in finals:
             g.outputs.append(helper.make_tensor_value_info(s, TensorProto.FLOAT, [D, "batch", H]))
         if D == 1:
             x = g.node("Squeeze", [outs[0], g.const("axes", np.array([1], np.int64))])
@@ -240,6 +249,16 @@ def _stack(g, model, mparams, x, lengths, initial_state, helper) -> str:
             y = g.node("Transpose", [outs[0]], perm=[0, 2, 1, 3])
             x = g.node("Reshape", [y, g.const("shape", np.array([0, 0, -1], np.int64))])
     return x
+
+
+def _empty_sequences(g) -> str:
+    """``(1, B, 1)`` booleans, True where ``lengths == 0``: there lstm_jax's final carry is the
+    initial one (nothing ran), while onnxruntime returns zeros."""
+    if not hasattr(g, "empty"):
+        zero = g.const("zero_i32", np.array(0, np.int32))
+        empty = g.node("Equal", ["lengths", zero])  # (B,)
+        g.empty = g.node("Unsqueeze", [empty, g.const("axes", np.array([0, 2], np.int64))])
+    return g.empty
 
 
 def _weights(cell, dirs) -> dict[str, np.ndarray]:
