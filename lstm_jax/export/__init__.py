@@ -19,7 +19,17 @@ from lstm_jax.export.stablehlo import load_stablehlo, to_stablehlo
 
 def to_onnx(layer, params, path=None, **options):
     """ONNX model of ``layer`` with ``params``, written to ``path``; see
-    :func:`lstm_jax.export.onnx_export.to_onnx` for the options and the graph's inputs."""
+    :func:`lstm_jax.export.onnx_export.to_onnx` for the options and the graph's inputs.
+
+    Examples:
+      >>> import jax, lstm_jax as lj
+      >>> rnn = lj.GRU(4, bidirectional=True)
+      >>> proto = to_onnx(rnn, rnn.init(jax.random.key(0), 3))  # path=None: not written
+      >>> [n.op_type for n in proto.graph.node]
+      ['Transpose', 'GRU', 'Transpose', 'Reshape', 'Transpose', 'Identity']
+      >>> [o.name for o in proto.graph.output]  # outputs, then the final state per layer
+      ['y', 'h_0']
+    """
     _need_onnx("to_onnx")
     from lstm_jax.export.onnx_export import to_onnx as impl
 

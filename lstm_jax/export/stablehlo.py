@@ -42,6 +42,13 @@ def to_stablehlo(
 
     Returns:
       The serialised ``jax.export.Exported``; ``load_stablehlo`` turns it back into a function.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, lstm_jax as lj
+      >>> rnn = lj.LSTM(8)
+      >>> serve = load_stablehlo(to_stablehlo(rnn, rnn.init(jax.random.key(0), 3)))
+      >>> serve(jnp.ones((2, 5, 3))).shape, serve(jnp.ones((7, 40, 3))).shape  # any B and T
+      ((2, 5, 8), (7, 40, 8))
     """
     if lengths is None:
         lengths = type(layer).__name__ == "Classifier"
