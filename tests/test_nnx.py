@@ -10,6 +10,8 @@ import pytest
 
 nnx = pytest.importorskip("flax.nnx")
 
+from helpers import ATOL, FLOAT  # noqa: E402
+
 from lstm_jax import nnx as ljnnx  # noqa: E402
 
 B, I, H = 3, 2, 4
@@ -131,8 +133,11 @@ DTYPES = [
 
 
 @pytest.mark.loose_promotion  # Flax promotes ints and mixed floats under standard promotion
-@pytest.mark.parametrize("dtype, param_dtype, x_dtype", DTYPES)
-@pytest.mark.parametrize("name", ["LSTMCell", "GRUCell", "SimpleCell"])
+@pytest.mark.parametrize(
+    "name, dtype, param_dtype, x_dtype",
+    [("LSTMCell", *d) for d in DTYPES]
+    + [(n, *d) for n in ("GRUCell", "SimpleCell") for d in DTYPES[:3]],
+)
 def test_step_dtypes_follow_flax(name, dtype, param_dtype, x_dtype):
     kw = {"param_dtype": param_dtype} | ({} if dtype is None else {"dtype": dtype})
     try:
@@ -146,6 +151,17 @@ def test_step_dtypes_follow_flax(name, dtype, param_dtype, x_dtype):
     got, want = ours(carry, x), theirs(carry, x)
     low = jnp.bfloat16 in (dtype, param_dtype) or jnp.float16 in (dtype, param_dtype)
     close(got, want, 1e-2 if low else 1e-6)
+
+
+@pytest.mark.x64
+@pytest.mark.parametrize("name", ["OptimizedLSTMCell", "GRUCell"])
+def test_float64_params_and_inputs_give_float64_as_in_flax(name):
+    theirs, ours = both(name, param_dtype=FLOAT)
+    x = jax.random.normal(jax.random.key(1), (B, I), FLOAT)
+    carry = theirs.initialize_carry((B, I), nnx.Rngs(0))
+    got = ours(carry, x)
+    assert {a.dtype for a in jax.tree.leaves(got)} == {jnp.dtype(FLOAT)}
+    close(got, theirs(carry, x), ATOL)
 
 
 @pytest.mark.loose_promotion
@@ -198,13 +214,11 @@ def test_constructor_warnings_and_kept_rngs_are_flaxs():
 def test_bad_arguments_are_clear_errors():
     with pytest.raises(ZeroDivisionError):  # Flax's own initialiser divides by zero
         nnx.LSTMCell(3, 0, rngs=nnx.Rngs(0))
-    with pytest.raises(
-        ValueError, match=r"`LSTMCell`: `hidden_features` must be an int >= 1; got 0"
-    ):
+    with pytest.raises(ValueError, match=r"`LSTMCell`: `hidden_features` must be .*; got 0"):
         ljnnx.LSTMCell(3, 0, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"`GRUCell`: `in_features` must be an int >= 1; got 0"):
+    with pytest.raises(ValueError, match=r"`GRUCell`: `in_features` must be .*; got 0"):
         ljnnx.GRUCell(0, 3, rngs=nnx.Rngs(0))
-    with pytest.raises(TypeError, match=r"`SimpleCell`: `hidden_features` must be an int >= 1"):
+    with pytest.raises(TypeError, match=r"`SimpleCell`: `hidden_features` must be .*got 2.5"):
         ljnnx.SimpleCell(3, 2.5, rngs=nnx.Rngs(0))
     _, ours = both("LSTMCell")
     with pytest.raises(ValueError, match=r"`LSTMCell.initialize_carry`: `rngs` must be given"):

@@ -103,6 +103,7 @@ def dropout_rnn(module, broadcast):
     return module.RNN(cell, broadcast_rngs="rec" if broadcast else None, return_carry=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("broadcast", [True, False])
 def test_dropout_streams_split_and_advance_as_in_flax(broadcast):
     theirs, ours = dropout_rnn(nnx, broadcast), dropout_rnn(ljnnx, broadcast)
@@ -154,6 +155,7 @@ def test_bidirectional_matches_flax():
     close(got, nnx.Bidirectional(nnx.RNN(f_t), nnx.RNN(b_t), merge_fn=merge)(xs()), 1e-5)
 
 
+@pytest.mark.slow
 def test_gradients_under_jit_equal_flax():
     theirs, ours = pair("GRUCell")
 
@@ -162,6 +164,14 @@ def test_gradients_under_jit_equal_flax():
 
     g_t = nnx.grad(loss)(nnx.RNN(theirs, reverse=True))
     g_o = nnx.jit(nnx.grad(loss))(ljnnx.RNN(ours, reverse=True))
+    close(pure(g_o), pure(g_t), 1e-5)
+
+    def carry_loss(rnn):  # return_carry with seq_lengths: the nnx.scan path
+        h, ys = rnn(xs(), seq_lengths=LENGTHS)
+        return jnp.sum(h**2) + jnp.sum(ys)
+
+    g_t = nnx.grad(carry_loss)(nnx.RNN(theirs, return_carry=True))
+    g_o = nnx.jit(nnx.grad(carry_loss))(ljnnx.RNN(ours, return_carry=True))
     close(pure(g_o), pure(g_t), 1e-5)
 
 
