@@ -58,7 +58,7 @@ def run_case(row: Case, tmp_path=None):
 # Training: fit, its config groups and callbacks, the steps, TBPTT, ensembles
 # ---------------------------------------------------------------------------------------------
 
-W = jnp.zeros((3, 1))
+W = jnp.zeros((3, 1), jnp.float32)
 X, Y = np.ones((8, 3), np.float32), np.ones((8, 1), np.float32)
 KEY = jax.random.key(0)
 
@@ -85,9 +85,24 @@ TRAINING = [
     case("fit", lambda: fit(key=42), TypeError, r"`fit`: `key` must be a PRNG key\. Make one"),
     case("fit", lambda: fit(key="abc"), TypeError, r"`fit`: `key` must be a PRNG key"),
     case("fit", lambda: fit(key=jax.random.split(KEY)), ValueError, r"single PRNG key"),
-    case("fit", lambda: fit(epochs=0), ValueError, r"`fit`: `epochs` must be an int >= 1; got 0"),
-    case("fit", lambda: fit(batch_size=2.5), TypeError, r"`fit`: `batch_size` must be an int"),
-    case("fit", lambda: fit(batch_size=True), TypeError, r"`batch_size` must be an int"),
+    case(
+        "fit",
+        lambda: fit(epochs=0),
+        ValueError,
+        r"`fit`: `epochs` must be (an int >= 1|a positive int); got 0",
+    ),
+    case(
+        "fit",
+        lambda: fit(batch_size=2.5),
+        TypeError,
+        r"`fit`: `batch_size` must be (an|a positive) int",
+    ),
+    case(
+        "fit",
+        lambda: fit(batch_size=True),
+        TypeError,
+        r"`batch_size` must be (an|a positive) int; got True",
+    ),
     case("fit", lambda: fit(data=EMPTY), ValueError, r"`fit`: `train_data` holds no examples"),
     case("fit", lambda: fit(val_data=EMPTY), ValueError, r"`fit`: `val_data` holds no examples"),
     case("fit", lambda: fit(data=()), ValueError, r"`train_data` must hold at least one array"),
@@ -143,8 +158,18 @@ TRAINING = [
     case("FitConfig", lambda: lj.FitConfig(clip_norm=-1.0), ValueError, r"in \(0, inf\); got -1"),
     case("FitConfig", lambda: lj.FitConfig(clip_norm=0.0), ValueError, r"`clip_norm` must be a f"),
     case("FitConfig", lambda: lj.FitConfig(clip_norm=np.nan), ValueError, r"got nan"),
-    case("FitConfig", lambda: lj.FitConfig(max_steps=True), TypeError, r"`max_steps` must be an"),
-    case("FitConfig", lambda: lj.FitConfig(max_steps=0), ValueError, r"`max_steps` must be an i"),
+    case(
+        "FitConfig",
+        lambda: lj.FitConfig(max_steps=True),
+        TypeError,
+        r"`max_steps` must be (an|a positive) int; got True",
+    ),
+    case(
+        "FitConfig",
+        lambda: lj.FitConfig(max_steps=0),
+        ValueError,
+        r"`max_steps` must be (an int >= 1|a positive int); got 0",
+    ),
     case("FitConfig", lambda: lj.FitConfig(val_fraction=1.5), ValueError, r"in \(0, 1\); got 1.5"),
     case("FitConfig", lambda: lj.FitConfig(shuffle="no"), TypeError, r"`shuffle` must be True o"),
     case("FitConfig", lambda: lj.FitConfig(seed=-1), ValueError, r"`seed` must be an int >= 0"),
@@ -158,7 +183,12 @@ TRAINING = [
     ),
     case("Checkpointing", lambda: lj.Checkpointing("c", save_every=0), ValueError, r"save_every"),
     case("Checkpointing", lambda: lj.Checkpointing("c", config=[1]), TypeError, r"`config` must"),
-    case("EarlyStopping", lambda: lj.EarlyStopping(0), ValueError, r"`patience` must be an int"),
+    case(
+        "EarlyStopping",
+        lambda: lj.EarlyStopping(0),
+        ValueError,
+        r"`EarlyStopping`: `patience` must be (an int >= 1|a positive int); got 0",
+    ),
     case("EarlyStopping", lambda: lj.EarlyStopping(2, min_delta=-1), ValueError, r"min_delta"),
     case("EarlyStopping", lambda: lj.EarlyStopping(2, monitor=1), TypeError, r"`monitor` must"),
     case(
@@ -168,7 +198,12 @@ TRAINING = [
         r"`EarlyStopping`: monitoring `val_loss` needs validation data",
     ),
     case("TensorBoard", lambda: lj.TensorBoard(None), TypeError, r"`logdir` must be a directory"),
-    case("TensorBoard", lambda: lj.TensorBoard("d", every=0), ValueError, r"`every` must be an"),
+    case(
+        "TensorBoard",
+        lambda: lj.TensorBoard("d", every=0),
+        ValueError,
+        r"`TensorBoard`: `every` must be (an int >= 1|a positive int); got 0",
+    ),
     case(
         "make_train_step",
         lambda: lj.make_train_step(mse, optax.sgd(0.1), key=42),
@@ -183,8 +218,18 @@ TRAINING = [
         r"`make_eval_step`: `loss_fn` must return a scalar loss \(shape \(\)\); got \(8, 1\)",
     ),
     case("init_train_state", lambda: lj.init_train_state(W, "adam"), TypeError, r"`optimizer`"),
-    case("stream_chunks", lambda: lj.stream_chunks(STREAM, 0), ValueError, r">= 1; got 0"),
-    case("stream_chunks", lambda: lj.stream_chunks(STREAM, -1), ValueError, r">= 1; got -1"),
+    case(
+        "stream_chunks",
+        lambda: lj.stream_chunks(STREAM, 0),
+        ValueError,
+        r"`chunk_length` must be (an int >= 1|a positive int); got 0",
+    ),
+    case(
+        "stream_chunks",
+        lambda: lj.stream_chunks(STREAM, -1),
+        ValueError,
+        r"`chunk_length` must be (an int >= 1|a positive int); got -1",
+    ),
     case("stream_chunks", lambda: lj.stream_chunks(STREAM, 2.5), TypeError, r"`chunk_length`"),
     case(
         "stream_chunks",
@@ -203,7 +248,7 @@ TRAINING = [
         "fit_tbptt",
         lambda: lj.fit_tbptt(tbptt_loss, W, STREAM, (), chunk_length=0),
         ValueError,
-        r"`stream_chunks`: `chunk_length` must be an int >= 1; got 0",
+        r"`stream_chunks`: `chunk_length` must be (an int >= 1|a positive int); got 0",
     ),
     case(
         "fit_tbptt",
@@ -221,7 +266,7 @@ TRAINING = [
         "fit_tbptt",
         lambda: lj.fit_tbptt(tbptt_loss, W, STREAM, (), chunk_length=4, epochs=0),
         ValueError,
-        r"`fit_tbptt`: `epochs` must be an int >= 1",
+        r"`fit_tbptt`: `epochs` must be (an int >= 1|a positive int); got 0",
     ),  # fmt: skip
     case(
         "fit_tbptt",
@@ -428,7 +473,12 @@ DATA = [
     case("split_series", lambda t: ld.split_series(SERIES, "abc"), ValueError, r"`fractions`"),
     case("batch_order", lambda t: ld.batch_order(-1, 4, seed=0, epoch=0), ValueError, r"`n` must"),
     case("batch_order", lambda t: ld.batch_order(10, -2, seed=0, epoch=0), ValueError, r"`batch_"),
-    case("batch_order", lambda t: ld.batch_order(10, 0, seed=0, epoch=0), ValueError, r">= 1; g"),
+    case(
+        "batch_order",
+        lambda t: ld.batch_order(10, 0, seed=0, epoch=0),
+        ValueError,
+        r"`batch_size` must be (an int >= 1|a positive int); got 0",
+    ),
     case("batch_order", lambda t: ld.batch_order(10, 4, seed=-1, epoch=0), ValueError, r"`seed`"),
     case("batch_order", lambda t: ld.batch_order(10, 2.0, seed=0, epoch=0), TypeError, r"batch_"),
     case(

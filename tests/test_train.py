@@ -324,3 +324,27 @@ def test_the_readme_block_of_grouped_options_and_callbacks(tmp_path, monkeypatch
     again = run(code.replace("epochs=3", "epochs=4"), **ns)["result"]  # resumes at epoch 3
     assert again.history["epoch"] == [1, 2, 3, 4]
     assert again.history["loss"][:3] == first.history["loss"]
+
+
+@pytest.mark.x64
+def test_fit_keeps_the_params_dtype_through_training_and_resume(tmp_path):
+    from conftest import X64
+
+    dtype = jnp.float64 if X64 else jnp.float32
+    x, y = (a.astype(dtype) for a in linear_data(40))
+    w = jnp.zeros((3, 1), dtype)
+
+    def loss_fn(w, batch):
+        return jnp.mean(jnp.square(batch[0] @ w - batch[1]))
+
+    def run(epochs, resume):
+        ck = lj.Checkpointing(tmp_path / "c", resume=resume)
+        return lj.fit(loss_fn, w, (x, y), epochs=epochs, batch_size=8,
+                      optimizer=optax.sgd(0.05), checkpoint=ck)  # fmt: skip
+
+    first = run(2, False)
+    resumed, whole = run(4, True), lj.fit(loss_fn, w, (x, y), epochs=4, batch_size=8,
+                                          optimizer=optax.sgd(0.05))  # fmt: skip
+    assert first.params.dtype == resumed.params.dtype == dtype
+    np.testing.assert_array_equal(resumed.params, whole.params)
+    assert resumed.history["loss"][-1] < 0.5 * resumed.history["loss"][0]
