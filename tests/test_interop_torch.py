@@ -206,9 +206,9 @@ def test_relu_rnn_and_dropout_carry_over():
 
 def test_unknown_module_is_a_type_error():
     with pytest.raises(
-        TypeError, match=r"`from_torch`: `peer` must be a torch.nn.LSTM.*got Linear"
+        TypeError, match=r"`from_torch`: `peer` must be a torch.nn.LSTM.*got Conv1d"
     ):
-        from_torch(torch.nn.Linear(2, 3))
+        from_torch(torch.nn.Conv1d(2, 3, 1))
 
 
 def test_bad_state_dict_names_every_entry():
@@ -256,5 +256,108 @@ def test_mismatched_params_are_reported():
     other = lj.LSTM(5).init(jax.random.key(0), 3)
     with pytest.raises(ValueError, match=r"`params\[0\].forward.w_h` must have shape \(4, 16\)"):
         to_torch(layer, (other[0], params[1]))
-    with pytest.raises(TypeError, match=r"`to_torch`: `layer` must be a LSTMCell"):
-        to_torch(lj.Dense(3), None)
+    with pytest.raises(TypeError, match=r"`to_torch`: `layer` must be a StackedRNN, a LSTMCell"):
+        to_torch(lj.AdditiveAttention(3), None)
+
+
+# -- whole models: prefix, nn.Linear <-> Dense, nn.Embedding <-> Embedding -------------------
+
+
+class Seq2Seq(torch.nn.Module):
+    """A model as PyTorch users write them: recurrent modules and heads as attributes."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = torch.nn.Embedding(11, I)
+        self.encoder = torch.nn.Module()
+        self.encoder.lstm = torch.nn.LSTM(I, 5, batch_first=True, bidirectional=True)
+        self.decoder = torch.nn.GRU(I, 10, num_layers=2)
+        self.out = torch.nn.Linear(10, 4)
+
+
+def test_whole_model_state_dict_converts_one_module_by_prefix():
+    model = Seq2Seq()
+    sd = model.state_dict()
+    layer, params = from_torch(sd, prefix="encoder.lstm.", batch_first=True)
+    ref_layer, ref = from_torch(model.encoder.lstm)
+    assert layer == ref_layer and layer.bidirectional and not layer.time_major
+    jax.tree.map(np.testing.assert_array_equal, params, ref)
+    x = np.random.default_rng(0).normal(size=(B, T, I)).astype(np.float32)
+    _, ys = layer.apply(params, jnp.asarray(x))
+    close(ys, model.encoder.lstm(torch.tensor(x))[0].detach().numpy())
+    # A module with a prefix converts the submodule itself, with its own batch_first.
+    assert from_torch(model, prefix="encoder.lstm")[0] == layer  # the final dot is optional
+    dec, _ = from_torch(model, prefix="decoder.")
+    assert isinstance(dec.cell, lj.GRUCell) and dec.num_layers == 2 and dec.time_major
+
+
+def test_prefix_errors_list_the_modules_there_are():
+    model = Seq2Seq()
+    sd = model.state_dict()
+    modules = r"\['decoder.', 'embed.', 'encoder.lstm.', 'out.'\]"
+    with pytest.raises(ValueError, match=r"whole model's state dict: pass `prefix=` naming the "
+                       r"module, one of " + modules):  # fmt: skip
+        from_torch(sd)
+    with pytest.raises(ValueError, match=r"no entry of `peer` starts with `prefix='dec.'`; the "
+                       r"state dict holds the modules \['decoder.'"):  # fmt: skip
+        from_torch(sd, prefix="dec.")
+    with pytest.raises(ValueError, match=r"`prefix='encoder.gru'` names no submodule of the "
+                       r"Seq2Seq; it holds \['embed.', 'encoder.', 'encoder.lstm.'"):  # fmt: skip
+        from_torch(model, prefix="encoder.gru")
+    with pytest.raises(TypeError, match=r"`from_torch`: `prefix` must be a str; got int"):
+        from_torch(sd, prefix=0)
+    with pytest.raises(ValueError, match=r"holding only `weight` may be an nn.Linear\(bias=False"):
+        from_torch(sd, prefix="embed.")
+
+
+@pytest.mark.x64
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_linear_and_dense_both_ways(bias, dtype):
+    if dtype == torch.float64 and not jax.config.read("jax_enable_x64"):
+        pytest.skip("float64 params need JAX_ENABLE_X64=1")
+    torch.manual_seed(1)
+    linear = torch.nn.Linear(6, 3, bias=bias, dtype=dtype)
+    x = np.random.default_rng(0).normal(size=(2, 4, 6))
+    expect = linear(torch.tensor(x, dtype=dtype)).detach().numpy()
+    for peer in [linear] + ([linear.state_dict()] if bias else []):
+        head, params = from_torch(peer)
+        assert head == lj.Dense(3, use_bias=bias, param_dtype=jnp.dtype(str(dtype)[6:]))
+        close(head.apply(params, jnp.asarray(x, params.w.dtype)), expect)
+    # lstm_jax -> torch, from params unlike torch's init
+    params = randomize(params, jax.random.key(2))
+    back = to_torch(head, params)
+    assert type(back) is torch.nn.Linear and back.weight.dtype == dtype
+    assert (back.bias is not None) is bias
+    y = back(torch.tensor(x, dtype=dtype)).detach().numpy()
+    close(head.apply(params, jnp.asarray(x, params.w.dtype)), y)
+
+
+def test_embedding_both_ways():
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(11, 4, padding_idx=0)
+    layer, params = from_torch(emb)
+    assert layer.vocab_size == 11 and layer.features == 4
+    ids = np.array([[0, 3, 10], [7, 7, 1]])
+    close(layer.apply(params, jnp.asarray(ids)), emb(torch.tensor(ids)).detach().numpy())
+    back = to_torch(layer, randomize(params, jax.random.key(1)))
+    assert type(back) is torch.nn.Embedding
+    close(back.weight.detach().numpy(), randomize(params, jax.random.key(1)).table)
+    with pytest.raises(ValueError, match=r"max_norm=1.0, which renormalises rows"):
+        from_torch(torch.nn.Embedding(3, 2, max_norm=1.0))
+
+
+def test_head_conversion_errors():
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match=r"`peer\['bias'\]` must have shape \(3,\); got \(2,\)"):
+        from_torch({"weight": torch.zeros(3, 6), "bias": torch.zeros(2)})
+    with pytest.raises(ValueError, match=r"`batch_first` and `nonlinearity` apply to recurrent"):
+        from_torch(torch.nn.Linear(2, 3), batch_first=True)
+    dense = lj.Dense(3)
+    with pytest.raises(TypeError, match=r"`to_torch`: `params` must be a DenseParams"):
+        to_torch(dense, lj.EmbeddingParams(jnp.ones((3, 2))))
+    with pytest.raises(ValueError, match=r"`params.b` must have shape \(3,\)"):
+        to_torch(dense, lj.DenseParams(jnp.ones((2, 3)), jnp.ones((4,))))
+    with pytest.raises(ValueError, match=r"`params.w` must be \(in_features, 3\)"):
+        to_torch(dense, lj.DenseParams(jnp.ones((2, 4)), jnp.ones((3,))))

@@ -1,8 +1,9 @@
-"""Reading a PyTorch recurrent module's ``state_dict``: the module kind and sizes it implies,
-and every missing, unexpected or mis-shaped entry, reported together."""
+"""Reading a PyTorch ``state_dict``: the part of a whole model's under a prefix, the module kind
+and sizes it implies, and every missing, unexpected or mis-shaped entry, reported together."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -20,12 +21,43 @@ def to_numpy(t: Any) -> np.ndarray:
     return np.asarray(t)
 
 
+def under_prefix(where: str, sd: Mapping, prefix: str) -> dict:
+    """The entries of ``sd`` whose key starts with ``prefix``, with the prefix removed.
+
+    ``prefix`` names a submodule of a whole model, e.g. ``"encoder.lstm."`` for the keys
+    ``encoder.lstm.weight_ih_l0``, ...; a missing final dot is added.
+    """
+    if prefix and not prefix.endswith("."):
+        prefix += "."
+    sub = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+    if not sub:
+        raise ValueError(
+            f"`{where}`: no entry of `peer` starts with `prefix={prefix!r}`; the state dict "
+            f"holds the modules {module_prefixes(sd)}."
+        )
+    return sub
+
+
+def module_prefixes(sd: Mapping, limit: int = 12) -> list[str]:
+    """The distinct module paths (``"encoder.lstm."``, ...) in the keys of a state dict."""
+    found = sorted({k[: k.rindex(".") + 1] for k in sd if "." in k})
+    return found[:limit] + (["..."] if len(found) > limit else [])
+
+
 def infer_config(where, mode, is_cell, sd):
     sfx = "" if is_cell else "_l0"
     if f"weight_hh{sfx}" not in sd or f"weight_ih{sfx}" not in sd:
+        hint = ""
+        if any("." in k for k in sd):
+            hint = (
+                " It looks like a whole model's state dict: pass `prefix=` naming the module, "
+                f"one of {module_prefixes(sd)}."
+            )
+        keys = sorted(sd)
+        shown = keys[:8] + (["..."] if len(keys) > 8 else [])
         raise ValueError(
             f"`{where}`: `peer` must hold `weight_ih{sfx}` and `weight_hh{sfx}`; got keys "
-            f"{sorted(sd)}."
+            f"{shown}.{hint}"
         )
     w_hh, w_ih = sd[f"weight_hh{sfx}"], sd[f"weight_ih{sfx}"]
     if w_hh.ndim != 2 or w_ih.ndim != 2:
@@ -54,7 +86,7 @@ def infer_config(where, mode, is_cell, sd):
     }
 
 
-def expected_shapes(mode, is_cell, cfg):
+def expected_shapes(is_cell, cfg):
     mode = cfg["mode"]
     G, H, P = GATES[mode], cfg["hidden_size"], cfg["proj_size"] or cfg["hidden_size"]
     dirs = ["", "_reverse"] if cfg["bidirectional"] else [""]

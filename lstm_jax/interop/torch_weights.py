@@ -7,6 +7,10 @@ transpose. It has two biases, ``bias_ih`` and ``bias_hh``; they only ever appear
 ``bias_hh``), which sits inside the reset gate's product and becomes ``GRUParams.b_hn``.
 Going back, ``bias_ih`` receives ``b`` and ``bias_hh`` zeros (and ``b_hn``): the same function.
 ``batch_first=False``, PyTorch's default, is ``time_major=True`` here.
+
+``nn.Linear`` (``y = x @ W.T + b``, ``W: (O, I)``) is :class:`~lstm_jax.Dense` with
+``w = W.T``; ``nn.Embedding``'s ``weight: (V, F)`` is :class:`~lstm_jax.Embedding`'s table as
+it is. A whole model's ``state_dict`` converts one module at a time, named by ``prefix``.
 """
 
 from __future__ import annotations
@@ -21,30 +25,47 @@ from lstm_jax.cells.gru import GRUCell, GRUParams
 from lstm_jax.cells.lstm import LSTMCell, LSTMParams
 from lstm_jax.cells.simple_rnn import SimpleRNNCell, SimpleRNNParams
 from lstm_jax.interop.common import (
+    CELLS,
     activation_name,
     as_jax,
     check_cell_params,
     check_layer_params,
     check_plain_cell,
 )
+from lstm_jax.interop.torch_heads import from_torch_head, to_torch_head
 from lstm_jax.interop.torch_state import (
     check_state_dict,
     expected_shapes,
     infer_config,
     to_numpy,
+    under_prefix,
 )
+from lstm_jax.layers.dense import Dense
+from lstm_jax.layers.embedding import Embedding
 from lstm_jax.layers.stacked import LayerParams, StackedRNN
 
 
-def from_torch(peer: Any, *, batch_first: bool | None = None, nonlinearity: str | None = None):
-    """Converts a PyTorch recurrent module (or its ``state_dict``) to lstm_jax.
+def from_torch(
+    peer: Any,
+    *,
+    prefix: str = "",
+    batch_first: bool | None = None,
+    nonlinearity: str | None = None,
+):
+    """Converts a PyTorch module (or its ``state_dict``) to lstm_jax.
 
     Args:
       peer: a ``torch.nn.LSTM``, ``GRU`` or ``RNN`` (any ``num_layers``, ``bidirectional``,
         ``proj_size``, ``bias``, ``batch_first``), one of ``LSTMCell``, ``GRUCell``,
-        ``RNNCell``, or the ``state_dict()`` of any of these. A state dict does not record
-        the kind of module: it is read from the keys and shapes (``weight_hh`` is ``(4H, P)``
-        for an LSTM, ``(3H, H)`` for a GRU, ``(H, H)`` for a tanh RNN).
+        ``RNNCell``, an ``nn.Linear``, an ``nn.Embedding``, or the ``state_dict()`` of any of
+        these but the embedding; with ``prefix``, any model that holds one of them, or its
+        state dict. A state dict does not record the kind of module: it is read from the keys
+        and shapes (``weight_hh`` is ``(4H, P)`` for an LSTM, ``(3H, H)`` for a GRU,
+        ``(H, H)`` for a tanh RNN; ``weight`` and ``bias`` alone are a Linear).
+      prefix: the module's path in a whole model, as its state dict spells it:
+        ``from_torch(model.state_dict(), prefix="encoder.lstm.")`` converts the entries
+        ``encoder.lstm.weight_ih_l0``, ...; ``from_torch(model, prefix="encoder.lstm.")``
+        converts the submodule ``model.encoder.lstm`` itself (so its ``batch_first`` is known).
       batch_first: layout of the inputs the converted layer takes; default: the module's own,
         or PyTorch's default ``False`` for a state dict.
       nonlinearity: ``"tanh"`` or ``"relu"``, for the state dict of an ``nn.RNN``; default:
@@ -54,13 +75,22 @@ def from_torch(peer: Any, *, batch_first: bool | None = None, nonlinearity: str 
       ``(layer, params)``: a :class:`~lstm_jax.StackedRNN` with ``time_major = not batch_first``
       and its params, so that ``layer.apply(params, xs)`` equals the module's output (with
       ``lengths`` equal to a ``pack_padded_sequence`` of the same lengths, padded outputs
-      zero); or ``(cell, params)`` for a cell module.
+      zero); ``(cell, params)`` for a cell module; ``(Dense, DenseParams)`` for a Linear,
+      ``(Embedding, EmbeddingParams)`` for an embedding.
 
     Raises:
       TypeError: ``peer`` is not one of the above.
-      ValueError: a state dict with missing, unexpected or mis-shaped entries.
+      ValueError: a state dict with missing, unexpected or mis-shaped entries, or a ``prefix``
+        that names nothing in ``peer`` (the message lists the modules it holds).
     """
     where = "from_torch"
+    if not isinstance(prefix, str):
+        raise TypeError(f"`{where}`: `prefix` must be a str; got {type(prefix).__name__}.")
+    if prefix:
+        peer = _submodule(where, peer, prefix)
+    head = from_torch_head(where, peer, batch_first, nonlinearity)
+    if head is not None:
+        return head
     mode, is_cell, sd, opts = _describe(where, peer)
     if batch_first is not None and "batch_first" in opts and batch_first != opts["batch_first"]:
         raise ValueError(
@@ -69,19 +99,19 @@ def from_torch(peer: Any, *, batch_first: bool | None = None, nonlinearity: str 
         )
     sd = {k: to_numpy(v) for k, v in sd.items()}
     cfg = infer_config(where, mode, is_cell, sd)
-    check_state_dict(where, sd, expected_shapes(mode, is_cell, cfg))
+    check_state_dict(where, sd, expected_shapes(is_cell, cfg))
     if nonlinearity not in (None, "tanh", "relu"):
         raise ValueError(
             f"`{where}`: `nonlinearity` must be 'tanh' or 'relu'; got {nonlinearity!r}."
         )
-    cell = _make_cell(mode, cfg, nonlinearity or opts.get("nonlinearity", "tanh"), sd)
+    cell = _make_cell(cfg, nonlinearity or opts.get("nonlinearity", "tanh"), sd)
     if is_cell:
-        return cell, _cell_params(mode, cell, sd, "")
+        return cell, _cell_params(cell, sd, "")
     bf = opts.get("batch_first", False) if batch_first is None else batch_first
     params = tuple(
         LayerParams(
-            _cell_params(mode, cell, sd, f"_l{k}"),
-            _cell_params(mode, cell, sd, f"_l{k}_reverse") if cfg["bidirectional"] else None,
+            _cell_params(cell, sd, f"_l{k}"),
+            _cell_params(cell, sd, f"_l{k}_reverse") if cfg["bidirectional"] else None,
         )
         for k in range(cfg["num_layers"])
     )
@@ -89,6 +119,25 @@ def from_torch(peer: Any, *, batch_first: bool | None = None, nonlinearity: str 
         cell, cfg["num_layers"], cfg["bidirectional"], opts.get("dropout", 0.0), time_major=not bf
     )
     return layer, params
+
+
+def _submodule(where, peer, prefix):
+    """The module (or the state-dict entries) under ``prefix`` in a whole model."""
+    if isinstance(peer, Mapping):
+        return under_prefix(where, peer, prefix)
+    if not hasattr(peer, "get_submodule"):
+        raise TypeError(
+            f"`{where}`: with `prefix`, `peer` must be a torch.nn.Module or a state dict; got "
+            f"{type(peer).__name__}."
+        )
+    try:
+        return peer.get_submodule(prefix.rstrip("."))
+    except AttributeError:
+        names = [n + "." for n, _ in peer.named_modules() if n]
+        raise ValueError(
+            f"`{where}`: `prefix={prefix!r}` names no submodule of the {type(peer).__name__}; "
+            f"it holds {names[:12] + (['...'] if len(names) > 12 else [])}."
+        ) from None
 
 
 def _describe(where, peer):
@@ -106,8 +155,9 @@ def _describe(where, peer):
     kind = kinds.get(type(peer))
     if kind is None:
         raise TypeError(
-            f"`{where}`: `peer` must be a torch.nn.LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell "
-            f"or the state_dict of one; got {type(peer).__name__}."
+            f"`{where}`: `peer` must be a torch.nn.LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell, "
+            f"Linear, Embedding or the state_dict of one (or a model holding one, with "
+            f"`prefix`); got {type(peer).__name__}."
         )
     opts = {"nonlinearity": getattr(peer, "nonlinearity", "tanh")}
     if not kind[1]:
@@ -115,7 +165,7 @@ def _describe(where, peer):
     return kind[0], kind[1], peer.state_dict(), opts
 
 
-def _make_cell(mode, cfg, nonlinearity, sd):
+def _make_cell(cfg, nonlinearity, sd):
     dt = jnp.dtype(next(iter(sd.values())).dtype)
     H, bias = cfg["hidden_size"], cfg["bias"]
     mode = cfg["mode"]
@@ -128,7 +178,7 @@ def _make_cell(mode, cfg, nonlinearity, sd):
     return SimpleRNNCell(H, activation=nonlinearity, use_bias=bias, param_dtype=dt)
 
 
-def _cell_params(mode, cell, sd, s):
+def _cell_params(cell, sd, s):
     dt = cell.param_dtype
     w_x, w_h = as_jax(sd[f"weight_ih{s}"].T, dt), as_jax(sd[f"weight_hh{s}"].T, dt)
     b_ih, b_hh = sd.get(f"bias_ih{s}"), sd.get(f"bias_hh{s}")
@@ -155,15 +205,16 @@ def to_torch(layer: Any, params: Any):
     Args:
       layer: a :class:`~lstm_jax.StackedRNN` of an LSTM, GRU (``reset_after=True``) or
         SimpleRNN (tanh or relu) cell -> ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` with
-        ``batch_first = not layer.time_major``; or a cell -> ``nn.LSTMCell`` / ``nn.GRUCell``
-        / ``nn.RNNCell``.
+        ``batch_first = not layer.time_major``; a cell -> ``nn.LSTMCell`` / ``nn.GRUCell``
+        / ``nn.RNNCell``; a :class:`~lstm_jax.Dense` -> ``nn.Linear``; an
+        :class:`~lstm_jax.Embedding` -> ``nn.Embedding``.
       params: the matching params.
 
     Returns:
       The ``torch.nn.Module`` (float32 or float64, as the params), holding copies of params.
 
     Raises:
-      TypeError: ``layer`` is not a StackedRNN or cell, or ``params`` has the wrong type.
+      TypeError: ``layer`` is not one of the above, or ``params`` has the wrong type.
       ValueError: an option PyTorch lacks (peepholes, layer norm, no forget gate, other
         activations, ``reset_after=False``, ``recurrent_dropout``, a projected LSTMCell),
         or params whose shapes do not fit ``layer``.
@@ -171,6 +222,13 @@ def to_torch(layer: Any, params: Any):
     import torch
 
     where = "to_torch"
+    if isinstance(layer, (Dense, Embedding)):
+        return to_torch_head(where, torch, layer, params)
+    if not isinstance(layer, (StackedRNN, *CELLS)):
+        raise TypeError(
+            f"`{where}`: `layer` must be a StackedRNN, a LSTMCell, GRUCell or SimpleRNNCell, a "
+            f"Dense or an Embedding; got {type(layer).__name__}."
+        )
     is_cell = not isinstance(layer, StackedRNN)
     cell = layer if is_cell else layer.cell
     check_plain_cell(where, "layer" if is_cell else "layer.cell", cell, "PyTorch", True)
