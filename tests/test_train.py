@@ -348,3 +348,19 @@ def test_fit_keeps_the_params_dtype_through_training_and_resume(tmp_path):
     assert first.params.dtype == resumed.params.dtype == dtype
     np.testing.assert_array_equal(resumed.params, whole.params)
     assert resumed.history["loss"][-1] < 0.5 * resumed.history["loss"][0]
+
+
+def test_a_callback_stops_fit_tbptt_mid_epoch():
+    def loss_fn(w, carry, chunk):
+        x, y = chunk
+        return jnp.mean(jnp.square(HEAD.apply(w, x) - y)), carry
+
+    x, y = linear_data(24)
+    rec = Recorder(stop_at_step=2)
+    rec.on_epoch_end = lambda epoch, logs: None
+    result = lj.fit_tbptt(loss_fn, HEAD.init(jax.random.key(0), 3),
+                          (x.reshape(2, 12, 3), y.reshape(2, 12, 1)), (), chunk_length=4,
+                          epochs=2, optimizer=optax.sgd(0.1), callbacks=[rec])  # fmt: skip
+    steps = [c for c in rec.calls if c[0] == "step"]
+    assert result.stopped_early and result.history["step"] == [2] and len(steps) == 2
+    np.testing.assert_allclose(result.history["loss"], [(steps[0][2] + steps[1][2]) / 2], rtol=1e-5)

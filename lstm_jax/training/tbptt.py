@@ -198,16 +198,17 @@ def fit_tbptt(
     try:
         for epoch in range(1, epochs + 1):
             c, total = jax.tree.map(jnp.array, carry), jnp.zeros((), jnp.float32)
+            done = 0  # chunks of this epoch (fewer when a callback stops it)
             for chunk, reset in chunks:
                 state, c, metrics = step(state, c, place(chunk, "batch"), reset)
-                n += 1
+                n, done = n + 1, done + 1
                 loss = metrics["loss"].astype(jnp.float32)
                 total, bad = total + loss, first_bad_step(bad, loss, jnp.int32(n))
                 if hooks.per_step and hooks.step_end(n, metrics):
                     stopped = True
                     break
             raise_if_bad("fit_tbptt", bad, None, None)
-            row = (epoch, n, float(total) / len(chunks), time.perf_counter() - t0)
+            row = (epoch, n, float(total) / done, time.perf_counter() - t0)
             for k, v in zip(("epoch", "step", "loss", "time_s"), row, strict=True):
                 history[k].append(v)
             if stopped or hooks.epoch_end(epoch, {k: v[-1] for k, v in history.items()}):
