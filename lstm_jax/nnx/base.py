@@ -127,10 +127,10 @@ class CellBase(nnx.RNNCellBase):
         return tuple(parts) if self.n_carry > 1 else parts[0]
 
     # The LSTM carry is (c, h) in Flax and LSTMState(h, c) in the core; others are plain h.
-    def _to_core(self, carry):
+    def to_core_carry(self, carry):
         return carry
 
-    def _from_core(self, carry):
+    def from_core_carry(self, carry):
         return carry
 
     def _hidden(self, carry):
@@ -153,14 +153,14 @@ class CellBase(nnx.RNNCellBase):
         core = self._core(None if np.dtype(dz) == out else dz, out)
         b = b_x if b_x is not None else b_h
         params = self._core_params(w_x.astype(out), w_h.astype(out), b.astype(out))
-        core_carry = self._to_core(jax.tree.map(lambda a: jnp.asarray(a).astype(out), carry))
+        core_carry = self.to_core_carry(jax.tree.map(lambda a: jnp.asarray(a).astype(out), carry))
         return core, params, x.astype(out), core_carry, out
 
     def __call__(self, carry, inputs):
         """One step: ``(carry, inputs (*batch, in_features)) -> (new_carry, output)``."""
         core, params, x, c0, out = self.prepare(inputs, carry)
         new, _ = core(params, c0, x)
-        new = jax.tree.map(lambda a: a.astype(out), self._from_core(new))
+        new = jax.tree.map(lambda a: a.astype(out), self.from_core_carry(new))
         return new, self._output(new)
 
     def _output(self, carry):

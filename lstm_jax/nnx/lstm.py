@@ -43,11 +43,11 @@ class _LSTMBase(CellBase):
     def _out_dtype(self, dz, carry):
         return jnp.result_type(dz, carry[0])  # Flax: f * c + i * g
 
-    def _to_core(self, carry):
+    def to_core_carry(self, carry):
         c, h = carry
         return LSTMState(h=h, c=c)
 
-    def _from_core(self, carry):
+    def from_core_carry(self, carry):
         return (carry.c, carry.h)
 
     def _hidden(self, carry):

@@ -244,7 +244,7 @@ class RNN(nnx.Module):
         _check_carry_dtype(cell, carry, out)
         c, ys = scan(core, params, xs, c0, lengths=lengths if mask else None,
                      time_major=time_major, unroll=self.unroll)  # fmt: skip
-        return jax.tree.map(lambda a: a.astype(out), cell._from_core(c)), ys.astype(out)
+        return jax.tree.map(lambda a: a.astype(out), cell.from_core_carry(c)), ys.astype(out)
 
     def _run_nnx(self, cell, carry, xs, time_major, time_axis, lengths, mask, slice_carry):
         """``nnx.scan`` of ``cell.__call__``: any cell, its state moved as ``state_axes`` say."""
