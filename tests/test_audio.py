@@ -99,6 +99,7 @@ def test_normalize_utterance_uses_valid_frames_only():
     np.testing.assert_allclose(out[1, :12], alone, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_utterance_features_equal_each_utterance_alone():
     cfg = FeatureConfig()
     xs = [_signal(n) for n in (800, 2000, 1234)]
@@ -170,6 +171,7 @@ def test_stereo_is_averaged_on_request(tmp_path):
 # --- SpecAugment ---
 
 
+@pytest.mark.slow
 def test_spec_augment_is_a_function_of_the_key():
     x = jnp.asarray(RNG.standard_normal((4, 60, 40)) + 10, jnp.float32)
     aug = jax.jit(spec_augment)
@@ -179,6 +181,7 @@ def test_spec_augment_is_a_function_of_the_key():
     assert np.all(kept | (np.asarray(a) == 0))  # entries are kept or set to the mask value
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lengths", [None, [60, 20, 5, 33]])
 def test_spec_augment_masks_whole_bands_and_spans_within_bounds(lengths):
     x = jnp.ones((4, 60, 40))

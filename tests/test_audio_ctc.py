@@ -46,6 +46,7 @@ def brute_force_probs(logits):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.x64
 @pytest.mark.loose_promotion  # optax.ctc_loss mixes float32 constants into float64 inputs
 def test_ctc_loss_matches_brute_force_with_lengths():
@@ -69,6 +70,7 @@ def test_ctc_loss_of_an_infeasible_labelling_is_huge():
     assert float(ctc_loss(logits, jnp.array([3]), jnp.array([[1, 1, 1]]), jnp.array([3]))[0]) > 1e4
 
 
+@pytest.mark.slow
 def test_ctc_loss_gradients_are_finite_and_jit():
     logits = jax.random.normal(jax.random.key(0), (2, 8, 5))
     labels, ll, tl = jnp.array([[1, 2, 2], [3, 0, 0]]), jnp.array([3, 1]), jnp.array([8, 5])
