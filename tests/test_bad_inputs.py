@@ -285,6 +285,24 @@ TRAINING = [
         r"must return `\(loss, carry\)`",
     ),
     case("make_tbptt_step", lambda: lj.make_tbptt_step(tbptt_loss, "sgd"), TypeError, r"optax"),
+    case(
+        "make_tbptt_step",
+        lambda: lj.make_tbptt_step(tbptt_loss, optax.sgd(0.1), key=7),
+        TypeError,
+        r"`make_tbptt_step`: `key` must be a PRNG key",
+    ),  # fmt: skip
+    case(
+        "fit_tbptt",
+        lambda: lj.fit_tbptt(tbptt_loss, W, STREAM, (), chunk_length=4, key=None, epochs=1.0),
+        TypeError,
+        r"`fit_tbptt`: `epochs`",
+    ),  # fmt: skip
+    case(
+        "fit_tbptt",
+        lambda: lj.fit_tbptt(tbptt_loss, W, STREAM, (), chunk_length=4, key="k"),
+        TypeError,
+        r"`make_tbptt_step`: `key`",
+    ),  # fmt: skip
     case("reset_carry", lambda: lj.reset_carry((), "x"), TypeError, r"`reset_carry`: `reset`"),
     case(
         "reset_carry",

@@ -364,3 +364,25 @@ def test_a_callback_stops_fit_tbptt_mid_epoch():
     steps = [c for c in rec.calls if c[0] == "step"]
     assert result.stopped_early and result.history["step"] == [2] and len(steps) == 2
     np.testing.assert_allclose(result.history["loss"], [(steps[0][2] + steps[1][2]) / 2], rtol=1e-5)
+
+
+def test_fit_tbptt_gives_the_loss_a_new_key_every_chunk():
+    def loss_fn(w, carry, chunk, key):  # the loss is the key's draw (plus 0 * params)
+        return jax.random.normal(key, ()) + 0.0 * jnp.sum(w.w), carry
+
+    class Losses(lj.Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_step_end(self, step, metrics):
+            self.seen.append(float(metrics["loss"]))
+
+    runs = []
+    for seed in (0, 0, 1):
+        rec = Losses()
+        lj.fit_tbptt(loss_fn, HEAD.init(jax.random.key(0), 3), np.ones((2, 12, 3), np.float32),
+                     (), chunk_length=4, epochs=2, optimizer=optax.sgd(0.0),
+                     key=jax.random.key(seed), callbacks=[rec])  # fmt: skip
+        runs.append(rec.seen)
+    assert len(set(runs[0])) == 6  # a new key for every chunk of every epoch
+    assert runs[0] == runs[1] and runs[0] != runs[2]  # a function of the key and the step

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lstm_jax.core.validate import check_int
+from lstm_jax.core.validate import check_int, check_key
 from lstm_jax.training.callbacks import CallbackList, TrainInfo, check_callbacks
 from lstm_jax.training.checks import check_loss, check_trainable, first_bad_step, raise_if_bad
 from lstm_jax.training.fit import FitResult, optimizer_with_clipping
@@ -60,21 +60,34 @@ def _check_reset(carry: Any, reset: Any) -> None:
         )
 
 
-def make_tbptt_step(loss_fn: Callable[..., Any], optimizer: optax.GradientTransformation):
+def make_tbptt_step(
+    loss_fn: Callable[..., Any],
+    optimizer: optax.GradientTransformation,
+    *,
+    key: jax.Array | None = None,
+):
     """Builds ``step(state, carry, chunk, reset) -> (state, carry, metrics)``.
 
     Args:
       loss_fn: ``loss_fn(params, carry, chunk) -> (loss, carry)``: the loss of one chunk and
-        the carry at its end.
+        the carry at its end. With ``key``, ``loss_fn(params, carry, chunk, key)`` with
+        ``jax.random.fold_in(key, state.step)`` (dropout), as in :func:`make_train_step`.
       optimizer: any optax transformation.
+      key: optional PRNG key for stochastic losses.
 
     Returns:
       A pure function. ``reset`` (``(B,)`` bool) zeros those rows' carry before the chunk; the
       returned carry has its gradient stopped (the truncation).
     """
 
-    def objective(params, carry, chunk):
-        out = loss_fn(params, carry, chunk)
+    if key is not None:
+        key = check_key("make_tbptt_step", "key", key)
+
+    def objective(params, carry, chunk, step):
+        if key is None:
+            out = loss_fn(params, carry, chunk)
+        else:
+            out = loss_fn(params, carry, chunk, jax.random.fold_in(key, step))
         if not isinstance(out, tuple) or len(out) != 2:
             raise TypeError(
                 "`make_tbptt_step`: `loss_fn(params, carry, chunk)` must return `(loss, carry)`; "
@@ -94,7 +107,7 @@ def make_tbptt_step(loss_fn: Callable[..., Any], optimizer: optax.GradientTransf
         check_trainable("make_tbptt_step", state.params)
         carry = reset_carry(carry, reset)
         grad_fn = jax.value_and_grad(objective, has_aux=True)
-        (loss, new_carry), grads = grad_fn(state.params, carry, chunk)
+        (loss, new_carry), grads = grad_fn(state.params, carry, chunk, state.step)
         with jax.numpy_dtype_promotion("standard"):  # optax mixes Python floats and int32
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -157,6 +170,7 @@ def fit_tbptt(
     epochs: int = 1,
     starts: Any = None,
     clip_norm: float | None = None,
+    key: jax.Array | None = None,
     callbacks: Any = (),
 ) -> FitResult:
     """Stateful training over a long stream with truncated BPTT.
@@ -176,6 +190,7 @@ def fit_tbptt(
       epochs: passes over the stream.
       starts: optional ``(B, N)`` bool sequence starts (see :func:`stream_chunks`).
       clip_norm: clip gradients to this global L2 norm (> 0).
+      key: PRNG key for stochastic losses (see :func:`make_tbptt_step`).
       callbacks: :class:`lstm_jax.Callback` objects; a step is one chunk.
 
     Returns:
@@ -189,7 +204,7 @@ def fit_tbptt(
     optimizer = optimizer_with_clipping("fit_tbptt", optimizer, clip_norm)
     check_trainable("fit_tbptt", params)
     chunks = stream_chunks(jax.tree.map(np.asarray, stream), chunk_length, starts)
-    step = jax.jit(make_tbptt_step(loss_fn, optimizer), donate_argnums=(0, 1))
+    step = jax.jit(make_tbptt_step(loss_fn, optimizer, key=key), donate_argnums=(0, 1))
     state = place(init_train_state(jax.tree.map(jnp.array, params), optimizer), "state")
     history: dict[str, list] = {"epoch": [], "step": [], "loss": [], "time_s": []}
     t0, n, bad = time.perf_counter(), 0, jnp.zeros((), jnp.int32)
