@@ -471,6 +471,12 @@ DATA = [
         r"no column 'tmp'; the columns are \['x', 'temp'\]",
     ),
     case("load_csv", lambda t: ld.load_csv(csv_file(t, "x\n1\n"), []), ValueError, r"is empty"),
+    case(
+        "load_csv",
+        lambda t: ld.load_csv(csv_file(t, "x,x\n1,2\n"), "x"),
+        ValueError,
+        r"column 'x' appears 2 times \(positions \[0, 1\]\); name it by position",
+    ),  # fmt: skip
     case("load_csv", lambda t: ld.load_csv(csv_file(t, "x\n1\n"), [True]), TypeError, r"`columns`"),
     case("load_csv", lambda t: ld.load_csv(csv_file(t, "x\n1\n"), 0.5), TypeError, r"`columns`"),
     case(
@@ -622,6 +628,142 @@ def test_cli(row, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------
+# Core: cells, scan and lstm_scan, sequence masks, layers and heads
+# ---------------------------------------------------------------------------------------------
+
+C4 = lj.LSTMCell(4)
+P4 = C4.init(KEY, 3)
+XS3 = jnp.ones((2, 5, 3))
+RNN2 = lj.LSTM(4, num_layers=2)
+RP2 = RNN2.init(KEY, 3)
+
+
+def scan(*args, **kw):
+    return lj.scan(C4, P4, XS3, *args, **kw)
+
+
+CORE = [
+    case("LSTMCell", lambda: lj.LSTMCell(4, peephole="no"), TypeError, r"`peephole` must be True"),
+    case("LSTMCell", lambda: lj.LSTMCell(4, use_bias="False"), TypeError, r"`use_bias` must be"),
+    case("LSTMCell", lambda: lj.LSTMCell(4, layer_norm="False"), TypeError, r"`layer_norm` must"),
+    case("LSTMCell", lambda: lj.LSTMCell(4, forget_bias=float("nan")), ValueError, r"finite"),
+    case("LSTMCell", lambda: lj.LSTMCell(4, forget_bias=float("inf")), ValueError, r"finite"),
+    case("LSTMCell", lambda: lj.LSTMCell(4, forget_bias="abc"), TypeError, r"`forget_bias`"),
+    case("LSTMCell", lambda: lj.LSTMCell(4, forget_bias=None), TypeError, r"`forget_bias`"),
+    case("LSTMCell", lambda: lj.LSTMCell(4, dtype=jnp.int8), TypeError, r"`dtype` must be a float"),
+    case("LSTMCell", lambda: lj.LSTMCell(4, dtype=jnp.int32), TypeError, r"floating dtype"),
+    case("LSTMCell", lambda: lj.LSTMCell(4, dtype=bool), TypeError, r"floating dtype.*bool"),
+    case("LSTMCell", lambda: lj.LSTMCell(4, dtype="float33"), TypeError, r"'float33'"),
+    case("LSTMCell", lambda: lj.LSTMCell(4, param_dtype=jnp.int32), TypeError, r"`param_dtype`"),
+    case("LSTMCell", lambda: lj.LSTMCell(True), TypeError, r"`hidden_size` must be a positive"),
+    case("LSTMCell", lambda: lj.LSTMCell("8"), TypeError, r"`hidden_size` must be a positive"),
+    case("LSTMCell", lambda: lj.LSTMCell(4, proj_size=4), ValueError, r"`proj_size` must be"),
+    case("LSTMCell", lambda: C4.init(42, 3), TypeError, r"`LSTMCell.init`: `key` must be a PRNG"),
+    case("LSTMCell", lambda: C4.init(None, 3), TypeError, r"`key` must be a PRNG key"),
+    case("LSTMCell", lambda: C4.init("abc", 3), TypeError, r"`key` must be a PRNG key"),
+    case("LSTMCell", lambda: C4.init(jax.random.split(KEY), 3), ValueError, r"not a batch"),
+    case("LSTMCell", lambda: C4(P4, C4.initial_carry((2,)), jnp.ones((2, 5))), ValueError, r"5 f"),
+    case("GRUCell", lambda: lj.GRUCell(4, reset_after="yes"), TypeError, r"`reset_after`"),
+    case("GRUCell", lambda: lj.GRUCell(0), ValueError, r"`hidden_size` must be a positive int"),
+    case("SimpleRNNCell", lambda: lj.SimpleRNNCell(4, activation="nope"), ValueError, r"one of"),
+    case("ConvLSTMCell", lambda: lj.ConvLSTMCell(4, kernel_size=(2, 3)), ValueError, r"odd"),
+    case("ConvLSTMCell", lambda: lj.ConvLSTMCell(4, kernel_size=3), ValueError, r"tuple of two"),
+    case("scan", lambda: lj.scan("lstm", P4, XS3), TypeError, r"`cell` must be a cell.*str"),
+    case("scan", lambda: lj.scan(RNN2, RP2, XS3), TypeError, r"looks like a layer"),
+    case("scan", lambda: scan(unroll=-1), ValueError, r"`unroll` must be None, a bool or an int"),
+    case("scan", lambda: scan(unroll=2.5), TypeError, r"`unroll` must be None"),
+    case("scan", lambda: scan(unroll="8"), TypeError, r"`unroll` must be None"),
+    case("scan", lambda: scan(time_major="no"), TypeError, r"`time_major` must be True or False"),
+    case("scan", lambda: scan(reverse=1), TypeError, r"`reverse` must be True or False"),
+    case("scan", lambda: scan(recurrent_mask=jnp.ones((3, 4))), ValueError, r"shape of one step"),
+    case("scan", lambda: scan(lengths=jnp.array([1.0, 2.0])), TypeError, r"integer array"),
+    case("scan", lambda: scan(lengths=jnp.array([9, 2])), ValueError, r"lie in \[0, T=5\]"),
+    case("scan", lambda: scan(lengths=np.array([9, 2], np.uint8)), ValueError, r"\[0, T=5\]"),
+    case("scan", lambda: scan(C4.initial_carry((3,))), ValueError, r"`carry\.h` must have shape"),
+    case(
+        "scan",
+        lambda: scan(jax.tree.map(lambda a: a.astype(jnp.bfloat16), C4.initial_carry((2,)))),
+        TypeError,
+        r"`carry` has the wrong dtype.*bfloat16",
+    ),
+    case("scan", lambda: lj.scan(C4, P4, jnp.ones((2, 5, 3), jnp.int32)), TypeError, r"floating"),
+    case("lstm_scan", lambda: lj.lstm_scan(lj.GRUCell(4), P4, XS3), TypeError, r"LSTMCell"),
+    case("sequence_mask", lambda: lj.sequence_mask(jnp.array([1.5]), 3), TypeError, r"integer"),
+    case("sequence_mask", lambda: lj.sequence_mask(jnp.array([1]), -1), ValueError, r"`T` must"),
+    case("sequence_mask", lambda: lj.sequence_mask(jnp.array([4]), 3), ValueError, r"\[0, T=3\]"),
+    case("last_step", lambda: lj.last_step(XS3, jnp.array([-1, 2])), ValueError, r"\[0, T=5\]"),
+    case("reverse_padded", lambda: lj.reverse_padded(XS3, jnp.array([6, 1])), ValueError, r"T=5"),
+    case("dropout", lambda: lj.dropout(KEY, XS3, 1.0), ValueError, r"`rate` must be a finite"),
+    case("dropout", lambda: lj.dropout(7, XS3, 0.5), TypeError, r"`key` must be a PRNG key"),
+    case("StackedRNN", lambda: lj.LSTM(4, num_layers=np.int64(0)), ValueError, r"`num_layers`"),
+    case("StackedRNN", lambda: lj.LSTM(4, bidirectional="True"), TypeError, r"`bidirectional`"),
+    case("StackedRNN", lambda: lj.StackedRNN("lstm"), TypeError, r"`cell` must be a cell"),
+    case("StackedRNN", lambda: RNN2.apply(RP2, XS3, key=42), TypeError, r"`key` must be a PRNG"),
+    case(
+        "StackedRNN",
+        lambda: RNN2.apply((RP2[0], lj.LayerParams(C4.init(KEY, 8))), XS3),
+        ValueError,
+        r"`params\[1\]\.forward\.w_x` must have shape \(4, 16\).*layer 1",
+    ),
+    case("StackedRNN", lambda: RNN2.step(RP2, None, jnp.ones((2, 5))), ValueError, r"5 features"),
+    case("LSTM", lambda: lj.LSTM(4, dropout=1.5), ValueError, r"`dropout` must be a finite"),
+    case("GRU", lambda: lj.GRU(4, recurrent_dropout=-0.1), ValueError, r"`recurrent_dropout`"),
+    case("SimpleRNN", lambda: lj.SimpleRNN(4, unroll=0), ValueError, r"`unroll` must be"),
+    case("bidirectional_final", lambda: lj.bidirectional_final("c"), TypeError, r"`carry` must"),
+    case("Dense", lambda: lj.Dense(np.int64(0)), ValueError, r"`features` must be a positive"),
+    case("Dense", lambda: lj.Dense(2, dtype="int8"), TypeError, r"floating dtype"),
+    case("Dense", lambda: lj.Dense(2).init(None, 3), TypeError, r"`key` must be a PRNG key"),
+]
+
+
+@pytest.mark.parametrize("row", CORE, ids=ids(CORE))
+def test_core(row):
+    run_case(row)
+
+
+def test_narrow_lengths_never_wrap():
+    xs = jax.random.normal(KEY, (2, 300, 3))
+    lengths = np.array([10, 2], np.uint8)
+    want = lj.scan(C4, P4, xs, lengths=lengths.astype(np.int32))
+    got = jax.jit(lambda n: lj.scan(C4, P4, xs, lengths=n))(jnp.asarray(lengths))
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_out_of_range_lengths_under_jit_poison_outputs_and_carry():
+    carry, ys = jax.jit(lambda n: lj.scan(C4, P4, XS3, lengths=n))(jnp.array([7, 2]))
+    assert all(bool(jnp.all(jnp.isnan(leaf))) for leaf in jax.tree.leaves((carry, ys)))
+    assert bool(jnp.all(jnp.isnan(jax.jit(lj.last_step)(XS3, jnp.array([-1, 2])))))
+
+
+def test_nan_padding_never_reaches_the_gradients():
+    xs = XS3.at[1, 3:].set(jnp.nan)
+    lengths = jnp.array([5, 3])
+    for cell in (C4, lj.GRUCell(4), lj.SimpleRNNCell(4)):
+        p = cell.init(KEY, 3)
+        g = jax.grad(lambda p, x, c=cell: jnp.sum(lj.scan(c, p, x, lengths=lengths)[1]), (0, 1))(
+            p, xs
+        )
+        assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(g))
+
+
+def test_layer_norm_survives_huge_inputs():
+    cell = lj.LSTMCell(4, layer_norm=True)
+    p = cell.init(KEY, 3)
+    x = jax.random.normal(KEY, (2, 5, 3))
+    _, small = lj.scan(cell, p, x)
+    _, huge = lj.scan(cell, p, x * 1e20)
+    assert float(jnp.max(jnp.abs(huge))) > 0.1  # it was exactly 0 when the variance overflowed
+    np.testing.assert_allclose(huge, lj.scan(cell, p, x * 1e19)[1], atol=1e-4)
+    assert small.shape == huge.shape
+
+
+def test_sizes_accept_any_integral_type():
+    assert lj.LSTMCell(np.int64(8)) == lj.LSTMCell(8)
+    assert lj.ConvLSTMCell(4, kernel_size=[3, 3]) == lj.ConvLSTMCell(4, kernel_size=(3, 3))
+
+
+# ---------------------------------------------------------------------------------------------
 # Coverage: every public function and class of these modules has at least one row above
 # ---------------------------------------------------------------------------------------------
 
@@ -639,12 +781,24 @@ AREAS = [
     "lstm_jax.data.synthetic",
     "lstm_jax.data.text",
     "lstm_jax.data.windows",
+    "lstm_jax.cells.lstm",
+    "lstm_jax.cells.gru",
+    "lstm_jax.cells.simple_rnn",
+    "lstm_jax.cells.convlstm",
+    "lstm_jax.sequence.masks",
+    "lstm_jax.layers.stacked",
+    "lstm_jax.layers.dense",
 ]
 # Public names that take no input worth refusing (result types, base classes, constants).
 NO_INPUT = {"FitResult", "TrainState", "TrainInfo", "Checkpoint", "CheckpointError", "Callback",
-            "CallbackList", "Series", "Normalizer", "Vocab", "ProgressBar"}  # fmt: skip
+            "CallbackList", "Series", "Normalizer", "Vocab", "ProgressBar",
+            # params, carries and gates of the cells and layers: NamedTuples of arrays
+            "LSTMState", "Peepholes", "LSTMLayerNorm", "LSTMParams", "LSTMGates", "GRUParams",
+            "GRUGates", "SimpleRNNParams", "ConvLSTMParams", "LayerParams", "LayerState",
+            "DenseParams"}  # fmt: skip
 # Helpers that the entry points above validate for them (they are called through those).
-THROUGH = {"check_loss", "check_trainable", "check_clip_norm", "first_bad_step", "raise_if_bad",
+THROUGH = {"lstm_equations", "split_gates",  # the LSTM step, checked by LSTMCell.__call__
+           "check_loss", "check_trainable", "check_clip_norm", "first_bad_step", "raise_if_bad",
            "mean_metrics", "checkpoint_template", "check_callbacks", "optimizer_with_clipping",
            "num_examples", "take", "split_last", "member_batch_keys", "normalize", "denormalize",
            "as_2d", "copy_task_baseline"}  # fmt: skip
@@ -660,7 +814,7 @@ def public_names(module_name):
 
 
 def test_every_public_entry_point_has_bad_input_cases():
-    covered = {r.entry for r in TRAINING + CHECKPOINTS + DATA}
+    covered = {r.entry for r in TRAINING + CHECKPOINTS + DATA + CORE}
     missing = [
         f"{m}.{n}"
         for m in AREAS

@@ -24,8 +24,16 @@ def matmul(a: jax.Array, w: jax.Array, compute_dtype, out_dtype) -> jax.Array:
 
 
 def layer_norm(v: jax.Array, scale: jax.Array, bias: jax.Array | None, eps: float = 1e-5):
-    """Normalises the last axis of ``v`` to zero mean, unit variance; then scales (Ba 2016)."""
+    """Normalises the last axis of ``v`` to zero mean, unit variance; then scales (Ba 2016).
+
+    ``(v - mean) / sqrt(var + eps)`` is computed as ``u / sqrt(mean(u**2) + eps / s**2)`` with
+    ``u = (v - mean) / s`` and ``s = max(1, max|v - mean|)``: the same number, but the variance
+    of a row of scale 1e20 no longer overflows float32 (which made the output exactly 0).
+    """
     mean = jnp.mean(v, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(v - mean), axis=-1, keepdims=True)
-    out = (v - mean) * jax.lax.rsqrt(var + eps) * lead(scale, v.ndim)
+    d = v - mean
+    s = jax.lax.stop_gradient(jnp.maximum(jnp.max(jnp.abs(d), axis=-1, keepdims=True), 1.0))
+    u = d / s
+    var_u = jnp.mean(jnp.square(u), axis=-1, keepdims=True)
+    out = u * jax.lax.rsqrt(var_u + eps / jnp.square(s)) * lead(scale, v.ndim)
     return out if bias is None else out + lead(bias, v.ndim)
