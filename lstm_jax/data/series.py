@@ -183,6 +183,10 @@ def _number(path: Path, line: int, name: str, cell: str, every_column: bool) -> 
 def _column(path, header: list[str], c: str | int) -> int:
     if isinstance(c, (int, np.integer)) and not isinstance(c, bool) and 0 <= c < len(header):
         return int(c)
+    if isinstance(c, str) and header.count(c) > 1:
+        where = [j for j, h in enumerate(header) if h == c]
+        raise ValueError(f"{path}: column {c!r} appears {len(where)} times (positions {where}); "
+                         "name it by position.")  # fmt: skip
     if isinstance(c, str) and c in header:
         return header.index(c)
     if isinstance(c, str) and c.isdigit() and int(c) < len(header):
