@@ -34,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     tr = sub.add_parser("train", help="train a model on a built-in task (default: forecast)")
     tr.add_argument("--task", choices=TASKS, default="forecast")
-    tr.add_argument("--data", help="forecast: built-in series (elnino, co2) or a CSV file")
+    tr.add_argument(
+        "--data",
+        help="forecast: built-in series (elnino, co2) or a CSV file; "
+        "speech: a folder of WAV files with a manifest.csv (file,text[,speaker,split])",
+    )
     tr.add_argument("--columns", help="forecast: comma-separated CSV columns to read")
     tr.add_argument(
         "--target", help="forecast: comma-separated columns to predict (default: first)"
