@@ -5,6 +5,14 @@ real series and the text corpus ship inside the package.
 """
 
 from lstm_jax.data.batching import batch_order, pad_sequences
+from lstm_jax.data.lags import lag_adding_problem, lag_multiplication_problem, two_sequence_lag
+from lstm_jax.data.reber import (
+    REBER_SYMBOLS,
+    continual_reber,
+    embedded_reber_strings,
+    encode_reber,
+    reber_next_symbols,
+)
 from lstm_jax.data.series import BUILTIN, Series, load_csv, load_series
 from lstm_jax.data.speech import SpeechCorpus, Utterance, load_speech, load_speech_folder
 from lstm_jax.data.synthetic import (
@@ -52,4 +60,12 @@ __all__ = [
     "sine_classification",
     "synthetic_series",
     "text_stream",
+    "REBER_SYMBOLS",
+    "continual_reber",
+    "embedded_reber_strings",
+    "encode_reber",
+    "reber_next_symbols",
+    "lag_adding_problem",
+    "lag_multiplication_problem",
+    "two_sequence_lag",
 ]
