@@ -10,9 +10,9 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from lstm_jax.cli.experiments import adding
+from lstm_jax.cli.experiments import adding, reproduce
 
-EXPERIMENTS = (adding,)
+EXPERIMENTS = (adding, reproduce)
 
 
 def main(argv: Sequence[str] | None = None) -> Any:
