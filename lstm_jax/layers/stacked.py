@@ -25,7 +25,8 @@ from lstm_jax.core import protocol
 from lstm_jax.core.checks import Problems, check_shapes
 from lstm_jax.core.eager import call_cached
 from lstm_jax.core.validate import check_bool, check_float, check_int, check_key, check_unroll
-from lstm_jax.sequence.lstm_scan import check_supported, lstm_scan
+from lstm_jax.sequence.fast import fast_scan, fast_supported
+from lstm_jax.sequence.lstm_scan import check_supported
 from lstm_jax.sequence.masks import dropout as apply_dropout
 from lstm_jax.sequence.scan import check_sequence, scan
 
@@ -60,10 +61,14 @@ class StackedRNN:
       time_major: inputs and outputs are ``(T, ..., F)`` instead of ``(..., T, F)``.
       unroll: steps per loop iteration, passed to ``jax.lax.scan``; None (the default) picks
         per backend: 8 on GPU, 1 elsewhere (see :func:`lstm_jax.scan`).
-      backward: how gradients are computed: ``"autodiff"`` (``jax.grad`` through
-        :func:`lstm_jax.scan`) or ``"bptt"`` (the hand-derived backward pass of
-        :func:`lstm_jax.lstm_scan`; LSTM cells with sigmoid/tanh and no peephole, projection,
-        layer norm or mixed precision). Both give the same outputs and gradients.
+      backward: how derivatives are computed. ``"fast"`` (the default): the cell's
+        hand-derived rule (:func:`lstm_jax.sequence.fast.fast_scan`; LSTM, GRU and simple RNN
+        cells with sigmoid/tanh, no peephole, projection or layer norm, computed in a float32
+        or float64 ``param_dtype`` that the inputs share), else autodiff through
+        :func:`lstm_jax.scan`. ``"autodiff"``: always autodiff through :func:`lstm_jax.scan`,
+        step by step (the reference). ``"bptt"``: the earlier name of ``"fast"``, kept for
+        callers; it checks at construction that the cell is a supported LSTM. All give the
+        same outputs and derivatives, in reverse and forward mode.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -82,7 +87,7 @@ class StackedRNN:
     recurrent_dropout: float = 0.0
     time_major: bool = False
     unroll: int | bool | None = None
-    backward: str = "autodiff"
+    backward: str = "fast"
 
     def __post_init__(self):
         where = "StackedRNN"
@@ -101,9 +106,10 @@ class StackedRNN:
                 f"`{where}`: `recurrent_dropout` needs a cell whose `__call__` takes a "
                 f"`recurrent_mask` keyword; {protocol.describe(self.cell)} does not."
             )
-        if self.backward not in ("autodiff", "bptt"):
+        if self.backward not in ("fast", "autodiff", "bptt"):
             raise ValueError(
-                f"`StackedRNN`: `backward` must be 'autodiff' or 'bptt'; got {self.backward!r}."
+                "`StackedRNN`: `backward` must be 'fast', 'autodiff' or 'bptt'; "
+                f"got {self.backward!r}."
             )
         if self.backward == "bptt":
             check_supported("StackedRNN", self.cell)
@@ -232,7 +238,8 @@ class StackedRNN:
             shape = tuple(step_batch) + (protocol.output_size(self.cell, xs.shape[-1]),)
             keep = 1.0 - self.recurrent_dropout
             mask = jax.random.bernoulli(key, keep, shape).astype(xs.dtype) / keep
-        return (lstm_scan if self.backward == "bptt" else scan)(
+        fast = self.backward != "autodiff" and fast_supported(self.cell, xs, carry)
+        return (fast_scan if fast else scan)(
             self.cell,
             params,
             xs,
@@ -378,15 +385,15 @@ def LSTM(
     recurrent_dropout: float = 0.0,
     time_major: bool = False,
     unroll: int | bool | None = None,
-    backward: str = "autodiff",
+    backward: str = "fast",
     **cell_options,
 ) -> StackedRNN:
     """A stacked (optionally bidirectional) LSTM: ``StackedRNN(LSTMCell(hidden_size, ...))``.
 
     ``cell_options`` go to :class:`LSTMCell` (``forget_bias``, ``peephole``, ``layer_norm``,
     ``dtype``, ...). The article's Keras ``LSTM(50, input_shape=(100, 1))`` is ``LSTM(50)`` with
-    ``init(key, input_size=1)``. ``backward="bptt"`` uses the hand-derived backward pass
-    (see :class:`StackedRNN`).
+    ``init(key, input_size=1)``. ``backward`` picks how derivatives are computed (see
+    :class:`StackedRNN`; the hand-derived rule by default).
     """
     cell = LSTMCell(hidden_size, proj_size=proj_size, **cell_options)
     return StackedRNN(
@@ -403,12 +410,13 @@ def GRU(
     recurrent_dropout: float = 0.0,
     time_major: bool = False,
     unroll: int | bool | None = None,
+    backward: str = "fast",
     **cell_options,
 ) -> StackedRNN:
     """A stacked (optionally bidirectional) GRU: ``StackedRNN(GRUCell(hidden_size, ...))``."""
     cell = GRUCell(hidden_size, **cell_options)
     return StackedRNN(
-        cell, num_layers, bidirectional, dropout, recurrent_dropout, time_major, unroll
+        cell, num_layers, bidirectional, dropout, recurrent_dropout, time_major, unroll, backward
     )
 
 
@@ -421,10 +429,11 @@ def SimpleRNN(
     recurrent_dropout: float = 0.0,
     time_major: bool = False,
     unroll: int | bool | None = None,
+    backward: str = "fast",
     **cell_options,
 ) -> StackedRNN:
     """A stacked (optionally bidirectional) tanh RNN: ``StackedRNN(SimpleRNNCell(...))``."""
     cell = SimpleRNNCell(hidden_size, **cell_options)
     return StackedRNN(
-        cell, num_layers, bidirectional, dropout, recurrent_dropout, time_major, unroll
+        cell, num_layers, bidirectional, dropout, recurrent_dropout, time_major, unroll, backward
     )

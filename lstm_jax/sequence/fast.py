@@ -1,0 +1,226 @@
+"""``fast_scan``: :func:`lstm_jax.scan` for the built-in cells, with hand-derived derivatives.
+
+For :class:`LSTMCell`, :class:`GRUCell` and :class:`SimpleRNNCell` the whole sequence is one
+``jax.custom_jvp`` (:mod:`~lstm_jax.sequence.fast_lstm`, :mod:`~lstm_jax.sequence.fast_gru`,
+:mod:`~lstm_jax.sequence.fast_rnn`): the tangent recurrence carries only the hidden (and cell)
+state's tangent, and every term with a weight or input tangent is one batched product outside
+the loop. ``jax.grad`` gets the transposed rule (the backward recurrence, then a few large
+weight-gradient GEMMs instead of small ones per step); ``jax.jvp``, ``jax.jacfwd``,
+Hessian-vector products, ``vmap`` and ``jax.checkpoint`` work as through :func:`scan`. Outputs
+and derivatives equal those of :func:`scan` to float rounding.
+
+The layers (:class:`lstm_jax.StackedRNN`, ``LSTM``, ``GRU``, ``SimpleRNN``) take this path
+whenever :func:`fast_supported` says the cell and the inputs allow it, and :func:`scan` otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from lstm_jax.cells.gru import GRUCell
+from lstm_jax.cells.lstm import LSTMCell, LSTMState
+from lstm_jax.cells.simple_rnn import SimpleRNNCell
+from lstm_jax.core.activations import resolve_activation
+from lstm_jax.core.checks import Problems
+from lstm_jax.sequence import fast_gru, fast_lstm, fast_rnn
+from lstm_jax.sequence.scan import (
+    _nan_if_out_of_range,
+    _valid_steps,
+    check_sequence,
+    resolve_unroll,
+    scan,
+)
+
+_SUPPORTED_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
+_CELLS = (LSTMCell, GRUCell, SimpleRNNCell)
+
+
+def fast_scan(
+    cell: Any,
+    params: Any,
+    xs: jax.Array,
+    carry: Any = None,
+    *,
+    lengths: jax.Array | None = None,
+    reverse: bool = False,
+    time_major: bool = False,
+    unroll: int | bool | None = None,
+    recurrent_mask: jax.Array | None = None,
+    checkpoint_every: int | None = None,
+    where: str = "fast_scan",
+) -> tuple[Any, jax.Array]:
+    """Runs a built-in cell over a sequence like :func:`lstm_jax.scan`, with its fast rule.
+
+    Same arguments, return value and errors as :func:`lstm_jax.scan`, plus
+    ``checkpoint_every``: keep only every ``k``-th carry in the forward pass and recompute one
+    ``k``-step segment at a time when differentiating (``jax.checkpoint`` per segment), so
+    memory for reverse mode falls from ``O(T)`` stored steps to ``O(T/k + k)`` at the cost of a
+    second forward pass; ``k ~ sqrt(T)`` minimises it. ``xs`` and the carry are cast to
+    ``param_dtype``.
+
+    Raises:
+      TypeError / ValueError: as :func:`lstm_jax.scan`; and for a cell or option the rule lacks
+      (see :func:`check_fast`).
+    """
+    check_fast(where, cell)  # first: `check_sequence` needs a cell of the protocol
+    T, batch = check_sequence(
+        where, cell, params, xs, carry, lengths, time_major,
+        reverse=reverse, unroll=unroll, recurrent_mask=recurrent_mask,
+    )  # fmt: skip
+    check_fast(where, cell, checkpoint_every=checkpoint_every)
+    if carry is None:
+        carry = cell.initial_carry(batch)
+    if T == 0:
+        return scan(cell, params, xs, carry, lengths=lengths, time_major=time_major)
+    H, dt, B = cell.hidden_size, jnp.dtype(cell.param_dtype), math.prod(batch)
+    xs_t = xs if time_major else jnp.moveaxis(xs, -2, 0)  # (T, ..., I)
+    xs_t = xs_t.astype(dt).reshape(T, B, xs.shape[-1])  # (T, B, I)
+    valid = None if lengths is None else _valid_steps(lengths, T).reshape(T, B, 1)
+    mask = None if recurrent_mask is None else recurrent_mask.astype(dt).reshape(B, H)
+    if reverse:
+        xs_t = jnp.flip(xs_t, 0)
+        valid = None if valid is None else jnp.flip(valid, 0)
+    k = checkpoint_every
+    k = None if k is None or k >= T else k
+    if k is not None and T % k:  # pad with skipped steps to whole segments
+        pad = k - T % k
+        valid = jnp.ones((T, B, 1), bool) if valid is None else valid
+        valid = jnp.concatenate([valid, jnp.zeros((pad, B, 1), bool)], 0)
+        xs_t = jnp.concatenate([xs_t, jnp.zeros((pad,) + xs_t.shape[1:], dt)], 0)
+    run = _runner(cell, xs.shape[-1], resolve_unroll(unroll))
+    c0 = jax.tree.map(lambda a: a.astype(dt).reshape(B, H), carry)
+    hs, final = (
+        run(params, xs_t, c0, valid, mask)
+        if k is None
+        else _segmented(run, k, params, xs_t, c0, valid, mask)
+    )
+    hs, valid = hs[:T], None if valid is None else valid[:T]
+    ys = tg_where(valid, hs)  # (T, B, H)
+    if reverse:
+        ys = jnp.flip(ys, 0)
+    ys = ys.reshape((T,) + tuple(batch) + (H,))
+    if lengths is not None:
+        ys = ys + _nan_if_out_of_range(lengths, T, ys.dtype)
+    final = jax.tree.map(lambda a: a.reshape(*batch, H), final)
+    return final, (ys if time_major else jnp.moveaxis(ys, 0, -2))
+
+
+def tg_where(valid, hs):
+    """Zero outputs at skipped steps (the carry is kept there, the output is not)."""
+    return hs if valid is None else jnp.where(valid, hs, jnp.zeros_like(hs))
+
+
+def _runner(cell, input_size, unroll):
+    """``run(params, xs, carry, valid, mask) -> (hs (T, B, H), final carry)`` for ``cell``."""
+    H = cell.hidden_size
+    if isinstance(cell, LSTMCell):
+        # A narrow input makes x_t W_x a small, overhead-bound product: stacking it with the
+        # recurrent one was faster on CPU for 4 I <= H (benchmarks/RESULTS.md).
+        st = fast_lstm.Static(cell.forget_gate, unroll, 4 * input_size <= H)
+
+        def run(p, xs, c0, valid, mask):
+            hs, c_T = fast_lstm.lstm_core(st, p, xs, c0.h, c0.c, valid, mask)
+            return hs, LSTMState(h=hs[-1], c=c_T)  # skipped steps keep the carry
+
+        return run
+    if isinstance(cell, GRUCell):
+        st = fast_gru.Static(cell.reset_after, unroll)
+
+        def run(p, xs, h0, valid, mask):
+            hs = fast_gru.gru_core(st, p, xs, h0, valid, mask)
+            return hs, hs[-1]
+
+        return run
+    st = fast_rnn.Static(unroll)
+
+    def run(p, xs, h0, valid, mask):
+        hs = fast_rnn.rnn_core(st, p, xs, h0, valid, mask)
+        return hs, hs[-1]
+
+    return run
+
+
+def _segmented(run, k, params, xs, carry, valid, mask):
+    """``run`` over ``k``-step segments, each under ``jax.checkpoint`` (Chen et al. 2016)."""
+
+    def segment(carry, inp):
+        x, ok = inp
+        hs, carry = run(params, x, carry, ok, mask)
+        return carry, hs
+
+    def split(a):
+        return None if a is None else a.reshape((a.shape[0] // k, k) + a.shape[1:])
+
+    body = jax.checkpoint(segment, prevent_cse=False)
+    final, hs = jax.lax.scan(body, carry, (split(xs), split(valid)))
+    return hs.reshape((-1,) + hs.shape[2:]), final  # (T, B, H)
+
+
+def fast_problems(cell) -> list[str]:
+    """Why ``cell`` cannot take the fast path (empty when it can)."""
+    if type(cell) not in _CELLS:  # exact types: a subclass may change the step
+        return [f"`cell` must be an LSTMCell, GRUCell or SimpleRNNCell; got {type(cell).__name__}."]
+    out = []
+    for name, want in _required_options(cell):
+        got = getattr(cell, name)
+        if resolve_activation(got, "fast_scan", name) is not want:
+            out.append(f"`{name}={got!r}`")
+    if type(cell) is LSTMCell:
+        for name in ("peephole", "proj_size", "layer_norm"):
+            if getattr(cell, name) not in (False, None):
+                out.append(f"`{name}={getattr(cell, name)!r}`")
+    pdt, cdt = jnp.dtype(cell.param_dtype), jnp.dtype(cell.compute_dtype)
+    if pdt not in _SUPPORTED_DTYPES:
+        out.append(f"`param_dtype={pdt.name}`")
+    if cdt != pdt:
+        out.append(f"`dtype={cdt.name}`")
+    return out
+
+
+def _required_options(cell):
+    if isinstance(cell, SimpleRNNCell):
+        return [("activation", jnp.tanh)]
+    return [("gate_activation", jax.nn.sigmoid), ("activation", jnp.tanh)]
+
+
+def fast_supported(cell, xs=None, carry=None) -> bool:
+    """Whether the layers can run ``cell`` on ``xs`` (and ``carry``) through :func:`fast_scan`
+    with the same dtypes as :func:`scan`: a supported cell, and inputs in its ``param_dtype``."""
+    if fast_problems(cell):
+        return False
+    dt = jnp.dtype(cell.param_dtype)
+    leaves = jax.tree.leaves((xs, carry))
+    return all(getattr(a, "dtype", None) == dt for a in leaves)
+
+
+def check_fast(where, cell, recurrent_mask=None, batch=(), checkpoint_every=None) -> None:
+    """Raises a ``ValueError`` (``TypeError`` for another kind of cell) naming every option of
+    ``cell`` the fast path lacks, and a bad ``recurrent_mask`` shape or ``checkpoint_every``."""
+    p = Problems(where)
+    problems = fast_problems(cell)
+    if problems and type(cell) not in _CELLS:
+        p.type(problems[0] + " Use `scan` instead.")
+        p.raise_if_any()
+    if problems:
+        p.value(
+            f"the hand-derived derivative of {type(cell).__name__} does not support "
+            + ", ".join(problems)
+            + " (only sigmoid gates and tanh activations computed in float32 or float64 "
+            "param_dtype, without peepholes, projection or layer norm); use `scan` for this cell."
+        )
+    if recurrent_mask is not None:
+        want = tuple(batch) + (cell.hidden_size,)
+        if getattr(recurrent_mask, "shape", None) != want:
+            got = getattr(recurrent_mask, "shape", type(recurrent_mask).__name__)
+            p.value(f"`recurrent_mask` must have shape {want}; got {got}.")
+    if checkpoint_every is not None and (
+        isinstance(checkpoint_every, bool)
+        or not isinstance(checkpoint_every, int)
+        or checkpoint_every < 1
+    ):
+        p.value(f"`checkpoint_every` must be a positive int or None; got {checkpoint_every!r}.")
+    p.raise_if_any()

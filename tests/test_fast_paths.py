@@ -1,0 +1,235 @@
+"""The fast paths (one ``jax.custom_jvp`` per built-in cell) equal autodiff through ``scan``.
+
+Every derivative is compared with the same derivative of :func:`lstm_jax.scan`, which JAX
+differentiates step by step: reverse mode (``grad``), forward mode (``jvp``, ``jacfwd``),
+second order (Hessian-vector products), under ``jax.checkpoint`` and ``vmap``, with lengths,
+reversal, recurrent masks (and their own gradient) and ``checkpoint_every``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytest
+from helpers import FLOAT, X64, assert_close, normal, randomize
+from jax.test_util import check_grads
+
+import lstm_jax as lj
+from lstm_jax.sequence.fast import fast_scan, fast_supported
+
+pytestmark = pytest.mark.x64
+
+I, H, T, B = 3, 4, 6, 3
+
+CELLS = {
+    "lstm": lambda **kw: lj.LSTMCell(H, param_dtype=FLOAT, **kw),
+    "lstm-1997-nobias": lambda **kw: lj.LSTMCell(
+        H, param_dtype=FLOAT, forget_gate=False, use_bias=False, **kw
+    ),
+    "gru": lambda **kw: lj.GRUCell(H, param_dtype=FLOAT, **kw),
+    "gru-reset-before": lambda **kw: lj.GRUCell(H, param_dtype=FLOAT, reset_after=False, **kw),
+    "gru-nobias": lambda **kw: lj.GRUCell(H, param_dtype=FLOAT, use_bias=False, **kw),
+    "rnn": lambda **kw: lj.SimpleRNNCell(H, param_dtype=FLOAT, **kw),
+}
+LENGTHS = jnp.array([6, 2, 0])
+
+
+def _setup(cell, seed=0, input_size=I):
+    keys = jax.random.split(jax.random.key(seed), 5)
+    params = randomize(cell.init(keys[0], input_size), keys[1])
+    xs = normal(keys[2], (B, T, input_size))
+    carry = randomize(cell.initial_carry((B,)), keys[3])
+    mask = jax.random.uniform(keys[4], (B, H), FLOAT, 0.5, 1.5)
+    return params, xs, carry, mask
+
+
+def _loss(run, cell, kw):
+    """A loss of (params, xs, carry, mask) that reads every output and the final carry."""
+
+    def loss(params, xs, carry, mask):
+        final, ys = run(cell, params, xs, carry, recurrent_mask=mask, **kw)
+        leaves = jax.tree.leaves(final)
+        return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(jnp.cos(a) * a) for a in leaves)
+
+    return loss
+
+
+def _pair(cell, kw, fast_kw=None):
+    return _loss(lambda *a, **k: fast_scan(*a, **k, **(fast_kw or {})), cell, kw), _loss(
+        lj.scan, cell, kw
+    )
+
+
+def _close_trees(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        assert x.shape == y.shape and x.dtype == y.dtype
+        assert_close(x, y)
+
+
+VARIANTS = [
+    {},
+    {"lengths": LENGTHS, "reverse": True},
+    {"lengths": LENGTHS, "time_major": False, "unroll": 2},
+]
+
+
+def _derivatives(loss, args, direction):
+    """Value, gradient, JVP and Hessian-vector product of ``loss`` at ``args``, in one jit."""
+
+    @jax.jit
+    def run(args, direction):
+        grad = jax.grad(lambda *a: loss(*a), argnums=(0, 1, 2, 3))
+        value, jvp = jax.jvp(lambda *a: loss(*a), args, direction)
+        return value, grad(*args), jvp, jax.jvp(grad, args, direction)[1]
+
+    return run(args, direction)
+
+
+@pytest.mark.parametrize("kw", VARIANTS, ids=["plain", "lengths-reverse", "lengths-unroll"])
+@pytest.mark.parametrize("name", list(CELLS))
+def test_outputs_grad_jvp_and_hvp_equal_autodiff(name, kw):
+    if kw.get("unroll") and name not in ("lstm", "gru"):
+        pytest.skip("unroll: one LSTM and one GRU case is enough")
+    cell = CELLS[name]()
+    args = _setup(cell, seed=len(name))
+    direction = randomize(args, jax.random.key(99))
+    fast, ref = _pair(cell, kw)
+    _close_trees(_derivatives(fast, args, direction), _derivatives(ref, args, direction))
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "gru-reset-before", "rnn"])
+def test_jacfwd_equals_jacrev_and_autodiff(name):
+    cell = CELLS[name]()
+    params, xs, carry, _ = _setup(cell, seed=3)
+
+    def ys(run, xs):
+        return run(cell, params, xs, carry, lengths=LENGTHS)[1]
+
+    fwd = jax.jit(jax.jacfwd(lambda x: ys(fast_scan, x)))(xs)
+    _close_trees(fwd, jax.jit(jax.jacrev(lambda x: ys(fast_scan, x)))(xs))
+    _close_trees(fwd, jax.jit(jax.jacfwd(lambda x: ys(lj.scan, x)))(xs))
+
+
+@pytest.mark.parametrize("k", [1, 4, 6])  # 4 leaves a partial last segment; 6 = T: unsegmented
+@pytest.mark.parametrize("name", ["lstm", "gru", "gru-reset-before", "rnn"])
+def test_checkpoint_every_equals_autodiff_in_both_modes(name, k):
+    cell = CELLS[name]()
+    args = _setup(cell, seed=5)
+    kw = {"lengths": LENGTHS, "reverse": k == 4}
+    fast, ref = _pair(cell, kw, {"checkpoint_every": k})
+    _close_trees(
+        jax.jit(jax.value_and_grad(fast, argnums=(0, 1, 2, 3)))(*args),
+        jax.jit(jax.value_and_grad(ref, argnums=(0, 1, 2, 3)))(*args),
+    )
+    direction = randomize(args, jax.random.key(7))
+    _close_trees(
+        jax.jit(lambda *a: jax.jvp(fast, a, direction))(*args),
+        jax.jit(lambda *a: jax.jvp(ref, a, direction))(*args),
+    )
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn"])
+def test_under_jax_checkpoint_and_vmap(name):
+    cell = CELLS[name]()
+    params, xs, carry, _ = _setup(cell, seed=6)
+
+    def loss(run, p, x):
+        return jnp.sum(run(cell, p, x)[1] ** 2)
+
+    remat = jax.jit(jax.grad(jax.checkpoint(lambda p: loss(fast_scan, p, xs))))
+    _close_trees(remat(params), jax.jit(jax.grad(lambda p: loss(lj.scan, p, xs)))(params))
+    per_example = jax.jit(jax.vmap(jax.grad(lambda x: loss(fast_scan, params, x))))(xs)
+    _close_trees(per_example, jax.jit(jax.grad(lambda x: loss(lj.scan, params, x)))(xs))
+
+
+@pytest.mark.parametrize("shape", [(T, I), (T, 2, 3, I)])  # no batch axis; two, time-major
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn"])
+def test_batch_shapes_and_time_major(name, shape):
+    cell = CELLS[name]()
+    params = randomize(cell.init(jax.random.key(0), I), jax.random.key(1))
+    xs, tm = normal(jax.random.key(2), shape), len(shape) > 2
+
+    def loss(run, p):
+        final, ys = run(cell, p, xs, time_major=tm)
+        return jnp.sum(ys**3) + sum(jnp.sum(a) for a in jax.tree.leaves(final))
+
+    _close_trees(
+        jax.jit(jax.value_and_grad(lambda p: loss(fast_scan, p)))(params),
+        jax.jit(jax.value_and_grad(lambda p: loss(lj.scan, p)))(params),
+    )
+
+
+@pytest.mark.skipif(not X64, reason="finite differences need float64")
+@pytest.mark.parametrize("name", ["lstm", "gru", "gru-reset-before", "rnn"])
+def test_check_grads_against_finite_differences(name):
+    cell = CELLS[name]()
+    params, xs, carry, mask = _setup(cell, seed=8)
+
+    def f(params, xs, carry, mask):
+        return fast_scan(cell, params, xs, carry, lengths=LENGTHS, recurrent_mask=mask)
+
+    check_grads(f, (params, xs, carry, mask), order=2, modes=["fwd", "rev"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("make", [lj.LSTM, lj.GRU, lj.SimpleRNN])
+def test_layers_take_the_fast_path_by_default_and_match_autodiff(make):
+    kw = dict(num_layers=2, bidirectional=True, dropout=0.2, recurrent_dropout=0.3)
+    xs, lengths = normal(jax.random.key(2), (4, T, I)), jnp.array([6, 3, 1, 0])
+    fast = make(H, **kw, param_dtype=FLOAT)
+    auto = make(H, **kw, param_dtype=FLOAT, backward="autodiff")
+    assert fast.backward == "fast"
+    params = randomize(fast.init(jax.random.key(0), I), jax.random.key(1))
+
+    def loss(rnn, params, xs):
+        carry, ys = rnn.apply(params, xs, lengths=lengths, key=jax.random.key(3))
+        return jnp.sum(ys**2) + sum(jnp.sum(jnp.sin(a)) for a in jax.tree.leaves(carry))
+
+    assert "custom_jvp_call" in str(jax.make_jaxpr(lambda p: loss(fast, p, xs))(params))
+    assert "custom_jvp_call" not in str(jax.make_jaxpr(lambda p: loss(auto, p, xs))(params))
+    derivs = jax.jit(jax.value_and_grad(loss, argnums=(1, 2)), static_argnums=0)
+    _close_trees(derivs(fast, params, xs), derivs(auto, params, xs))
+
+
+def test_unsupported_cells_and_inputs_fall_back_to_scan_in_layers():
+    assert fast_supported(lj.LSTMCell(H), jnp.ones((2, T, I)))
+    assert not fast_supported(lj.LSTMCell(H), jnp.ones((2, T, I), jnp.float16))  # dtype of xs
+    for cell in [
+        lj.LSTMCell(H, peephole=True),
+        lj.LSTMCell(H, dtype=jnp.bfloat16),
+        lj.GRUCell(H, gate_activation="hard_sigmoid"),
+        lj.SimpleRNNCell(H, activation="relu"),
+        lj.ConvLSTMCell(H, kernel_size=(3, 3)),
+    ]:
+        assert not fast_supported(cell)
+    rnn = lj.SimpleRNN(H, activation="relu")  # runs, through scan
+    params = rnn.init(jax.random.key(0), I)
+    assert rnn.apply(params, jnp.ones((2, T, I)))[1].shape == (2, T, H)
+
+
+@pytest.mark.parametrize(
+    "cell, match",
+    [
+        (lj.GRUCell(H, gate_activation="hard_sigmoid"), "`gate_activation='hard_sigmoid'`"),
+        (lj.SimpleRNNCell(H, activation="relu"), "`activation='relu'`"),
+        (lj.GRUCell(H, dtype=jnp.bfloat16), "`dtype=bfloat16`"),
+        (lj.LSTMCell(H, proj_size=2), "`proj_size=2`"),
+    ],
+)
+def test_unsupported_options_raise_naming_them(cell, match):
+    params = cell.init(jax.random.key(0), I)
+    with pytest.raises(ValueError, match=r"`fast_scan`: the hand-derived derivative of .*" + match):
+        fast_scan(cell, params, jnp.ones((2, T, I)))
+
+
+def test_bad_arguments_raise():
+    cell = lj.GRUCell(H)
+    params = cell.init(jax.random.key(0), I)
+    xs = jnp.ones((2, T, I))
+    with pytest.raises(TypeError, match=r"`fast_scan`: `cell` must be an LSTMCell, GRUCell or"):
+        fast_scan(object(), params, xs)
+    with pytest.raises(ValueError, match=r"`checkpoint_every` must be a positive int or None"):
+        fast_scan(cell, params, xs, checkpoint_every=0)
+    with pytest.raises(ValueError, match=r"`recurrent_mask` must have the shape .* \(2, 4\); got"):
+        fast_scan(cell, params, xs, recurrent_mask=jnp.ones((H,)))
+    with pytest.raises(ValueError, match=r"`fast_scan`: `xs` has 4 features but `params` expect 3"):
+        fast_scan(cell, params, jnp.ones((2, T, 4)))
