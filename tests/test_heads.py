@@ -73,3 +73,20 @@ def test_dropout_statistics():
     np.testing.assert_allclose(float(jnp.mean(y)), 1.0, atol=0.03)
     with pytest.raises(ValueError, match="`rate` must be in"):
         lj.dropout(jax.random.key(0), x, 1.0)
+
+
+@pytest.mark.x64
+def test_attention_pooling_computes_in_the_promoted_dtype():
+    att = lj.AdditiveAttention(4)
+    params = att.init(jax.random.key(0), 3)  # float32
+    hs = jax.random.normal(jax.random.key(1), (2, 5, 3), jnp.float32)
+    ctx, w = att.apply(params, hs, jnp.array([5, 0]))
+    assert ctx.dtype == w.dtype == jnp.float32
+    np.testing.assert_array_equal(ctx[1], 0.0)  # length 0: a zero context, no NaN
+    if jax.config.read("jax_enable_x64"):
+        ctx64, w64 = att.apply(params, hs.astype(jnp.float64), jnp.array([5, 0]))
+        assert ctx64.dtype == w64.dtype == jnp.float64
+        P = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+        e = np.tanh(np.asarray(hs[0], np.float64) @ P.w + P.b) @ P.v
+        alpha = np.exp(e - e.max()) / np.exp(e - e.max()).sum()
+        np.testing.assert_allclose(w64[0], alpha, rtol=1e-12)
