@@ -10,6 +10,7 @@ import soundfile as sf
 from lstm_jax.audio import FeatureConfig, resample_audio, write_wav
 from lstm_jax.cli import main
 from lstm_jax.cli.speech import SpeechModel, _arrays
+from lstm_jax.cli.tasks import prepare
 from lstm_jax.data import load_speech, load_speech_folder
 from lstm_jax.data.speech import SPEECH_DIR
 
@@ -67,6 +68,16 @@ def test_folder_loader_errors_name_the_file(tmp_path, corpus):
         load_speech_folder(tmp_path)
 
 
+def test_the_task_reads_a_folder_corpus(tmp_path, corpus):
+    rows = [(f"{s}{i}.wav", "one two", s) for s in "abcdefghij" for i in range(2)]
+    cfg = {"task": "speech", "data": str(_folder(tmp_path, corpus, rows)), "hidden": 8}
+    cfg.update(layers=1, cell="lstm", seed=0)
+    prep = prepare(cfg)
+    feats, lengths, labels, label_lengths = prep.train
+    assert feats.shape[0] == 16 and feats.shape[2] == 40 and cfg["subsample"] == 3
+    assert label_lengths.tolist() == [7] * 16 and prep.extra["baseline"] == "one one"
+
+
 def test_transcripts_too_long_for_ctc_are_skipped_and_counted(corpus):
     by_words = sorted(corpus.test, key=lambda u: len(u.text))
     utts = by_words[:4] + by_words[-4:]  # the shortest and the longest transcripts
@@ -112,6 +123,13 @@ def test_transcribe_prints_one_line_per_file(speech_run, corpus, tmp_path, capsy
 def test_transcribe_refuses_bad_files(speech_run, tmp_path, capsys):
     (tmp_path / "notes.wav").write_text("hello")
     sf.write(tmp_path / "st.wav", np.full((800, 2), 0.1, np.float32), 8000)
-    for name, msg in [("notes.wav", "is not a WAV or FLAC file"), ("st.wav", "has 2 channels")]:
+    write_wav(tmp_path / "low.wav", np.full(400, 0.1, np.float32), 4000)
+    write_wav(tmp_path / "quiet.wav", np.zeros(800, np.float32), 8000)
+    for name, msg in [
+        ("notes.wav", "notes.wav is not a WAV or FLAC file"),
+        ("st.wav", "st.wav has 2 channels"),
+        ("low.wav", "low.wav is sampled at 4000 Hz, below the 8000 Hz needed"),
+        ("quiet.wav", "quiet.wav is silent"),
+    ]:
         assert main(["transcribe", str(speech_run), str(tmp_path / name)]) == 1
         assert msg in capsys.readouterr().err
