@@ -15,7 +15,10 @@ from lstm_jax.cells.lstm import (
     Peepholes,
     lstm_equations,
 )
+from lstm_jax.cells.minrnn import MinRNNParams, minGRUCell, minLSTMCell
+from lstm_jax.cells.mlstm import mLSTMCell, mLSTMParams, mLSTMState
 from lstm_jax.cells.simple_rnn import SimpleRNNCell, SimpleRNNParams
+from lstm_jax.cells.slstm import sLSTMCell, sLSTMParams, sLSTMState
 from lstm_jax.checkpoint import load_params, save_params
 from lstm_jax.layers.attention import (
     AdditiveAttention,
@@ -38,6 +41,7 @@ from lstm_jax.layers.stacked import (
 )
 from lstm_jax.sequence.lstm_scan import lstm_scan
 from lstm_jax.sequence.masks import dropout, last_step, reverse_padded, sequence_mask
+from lstm_jax.sequence.parallel import parallel_scan
 from lstm_jax.sequence.scan import scan
 from lstm_jax.training.callbacks import (
     Callback,
@@ -83,6 +87,7 @@ __all__ = [
     "LayerState",
     "LuongAttention",
     "LuongParams",
+    "MinRNNParams",
     "Peepholes",
     "ProgressBar",
     "SimpleRNN",
@@ -102,12 +107,21 @@ __all__ = [
     "load_params",
     "lstm_equations",
     "lstm_scan",
+    "mLSTMCell",
+    "mLSTMParams",
+    "mLSTMState",
     "make_ensemble_step",
     "make_eval_step",
     "make_tbptt_step",
     "make_train_step",
+    "minGRUCell",
+    "minLSTMCell",
+    "parallel_scan",
     "reset_carry",
     "reverse_padded",
+    "sLSTMCell",
+    "sLSTMParams",
+    "sLSTMState",
     "save_params",
     "scan",
     "sequence_mask",

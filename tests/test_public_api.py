@@ -54,6 +54,12 @@ def test_seq2seq_names_are_exported():
     assert names <= set(lj.__all__)
 
 
+def test_modern_lstm_names_are_exported():
+    names = {"sLSTMCell", "sLSTMParams", "sLSTMState", "mLSTMCell", "mLSTMParams", "mLSTMState",
+             "minLSTMCell", "minGRUCell", "MinRNNParams", "parallel_scan"}  # fmt: skip
+    assert names <= set(lj.__all__)
+
+
 @pytest.mark.parametrize("module", sorted(SUBMODULES))
 def test_submodule_names_are_exported(module):
     import importlib

@@ -1,0 +1,196 @@
+"""Whole-sequence forms of the cells whose gates read only ``x_t``.
+
+:func:`parallel_scan` takes the arguments of :func:`lstm_jax.scan` (minus ``reverse`` and
+``unroll``) and returns the same ``(carry, ys)`` for the cells that have a parallel form:
+
+* :class:`lstm_jax.mLSTMCell`: the stabilised parallel form of Beck et al. (2024, appendix A.3),
+  a decayed causal attention, ``O(T^2)`` time and memory; or, with ``chunk_size=L < T``, the
+  chunkwise form: the parallel form inside each chunk of ``L`` steps and the recurrent
+  state ``(C, n, m)`` carried from chunk to chunk, ``O(T L)`` time and ``O(T)`` memory.
+* :class:`lstm_jax.minLSTMCell`, :class:`lstm_jax.minGRUCell`: ``h_t = a_t h_{t-1} + b_t`` as
+  ``jax.lax.associative_scan`` over ``(log a_t, log b_t)`` pairs, combined with
+  ``(A1, B1) . (A2, B2) = (A1 + A2, logaddexp(A2 + B1, B2))``, so every value stays a log of a
+  number in range, at any ``T`` (Heinsen 2023; Blelloch 1990).
+
+Variable lengths follow :func:`lstm_jax.scan`: a padded step becomes the identity of the
+recurrence (forget gate 1, input gate 0), so the carry stops at each example's last valid step,
+and its outputs are zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from lstm_jax.cells.minrnn import minGRUCell, minLSTMCell
+from lstm_jax.cells.mlstm import mLSTMCell, mLSTMInputs, mLSTMState
+from lstm_jax.cells.slstm import cast
+from lstm_jax.core.checks import Problems
+from lstm_jax.sequence.scan import check_sequence
+
+# The mLSTM's chunk length when ``chunk_size=None``, and the longest sequence run in one chunk
+# (the quadratic parallel form). Chosen from the CPU timings in benchmarks/RESULTS.md.
+DEFAULT_CHUNK = 64
+PARALLEL_UP_TO = 256
+
+PARALLEL_CELLS = (mLSTMCell, minLSTMCell, minGRUCell)
+
+
+def parallel_scan(
+    cell: Any,
+    params: Any,
+    xs: jax.Array,
+    carry: Any | None = None,
+    *,
+    lengths: jax.Array | None = None,
+    time_major: bool = False,
+    chunk_size: int | None = None,
+) -> tuple[Any, jax.Array]:
+    """Runs ``cell`` over a whole sequence at once; equal to :func:`lstm_jax.scan`.
+
+    Args:
+      cell: an :class:`mLSTMCell`, :class:`minLSTMCell` or :class:`minGRUCell`.
+      params: the cell's params.
+      xs: ``(..., T, I)`` (batch-major) or ``(T, ..., I)`` with ``time_major=True``.
+      carry: the initial carry for batch ``...``; zeros when None.
+      lengths: optional integer array of shape ``...`` with values in ``[0, T]``.
+      time_major: the layout of ``xs`` and of the returned ``ys``.
+      chunk_size: mLSTM only: the chunk length ``L`` of the chunkwise form; ``L >= T`` is the
+        parallel form. None picks the parallel form up to ``T = 256`` and ``L = 64`` above.
+        The minLSTM/minGRU scan has no chunks and ignores it.
+
+    Returns:
+      ``(carry, ys)``, as :func:`lstm_jax.scan` returns them.
+
+    Raises:
+      TypeError: for a cell without a parallel form (its gates read ``h_{t-1}``, e.g.
+        :class:`LSTMCell` or :class:`sLSTMCell`), and the errors of :func:`lstm_jax.scan`.
+      ValueError: for a ``chunk_size`` that is not a positive int.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from lstm_jax import mLSTMCell, parallel_scan
+      >>> cell = mLSTMCell(8, num_heads=2)
+      >>> params = cell.init(jax.random.key(0), 3)
+      >>> xs = jnp.ones((2, 100, 3))
+      >>> carry, ys = parallel_scan(cell, params, xs, lengths=jnp.array([100, 40]), chunk_size=16)
+      >>> ys.shape, carry.m.shape
+      ((2, 100, 8), (2, 2))
+    """
+    check_parallel(cell, chunk_size)
+    T, batch_shape = check_sequence("parallel_scan", cell, params, xs, carry, lengths, time_major)
+    if carry is None:
+        carry = cell.initial_carry(batch_shape)
+    dt = jnp.promote_types(params.w_x.dtype, xs.dtype)  # float64 in, float64 out, as `scan`
+    params, carry = cast((params, carry), dt)
+    xs_b = jnp.moveaxis(xs, 0, -2) if time_major else xs  # (..., T, I)
+    valid = None
+    if lengths is not None:
+        t = jnp.arange(T, dtype=jnp.int32).reshape((1,) * lengths.ndim + (T,))
+        valid = t < lengths.astype(jnp.int32)[..., None]  # (..., T)
+        xs_b = jnp.where(valid[..., None], xs_b, jnp.zeros_like(xs_b))  # padding never counts
+    if isinstance(cell, mLSTMCell):
+        L = chunk_size or (T if T <= PARALLEL_UP_TO else DEFAULT_CHUNK)
+        carry, ys = mlstm_chunkwise(cell, params, xs_b, carry, valid, min(L, T))
+    else:
+        carry, ys = min_rnn_scan(cell, params, xs_b, carry, valid)
+    if lengths is not None:  # out-of-range lengths under jit: NaN carry and outputs, as `scan`
+        bad = jnp.any((lengths < 0) | (lengths > T))
+        carry, ys = jax.tree.map(
+            lambda a: jnp.where(bad, jnp.full_like(a, jnp.nan), a), (carry, ys)
+        )
+    return carry, (jnp.moveaxis(ys, -2, 0) if time_major else ys)
+
+
+def check_parallel(cell: Any, chunk_size: Any) -> None:
+    p = Problems("parallel_scan")
+    if not isinstance(cell, PARALLEL_CELLS):
+        names = ", ".join(c.__name__ for c in PARALLEL_CELLS)
+        p.type(
+            f"`cell` must be a cell with a parallel form ({names}); got {type(cell).__name__}, "
+            "whose gates read h_{t-1}, so its steps must run in order: use `lstm_jax.scan`."
+        )
+    bad_int = isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
+    if chunk_size is not None and (bad_int or chunk_size < 1):
+        p.value(f"`chunk_size` must be a positive int or None; got {chunk_size!r}.")
+    p.raise_if_any()
+
+
+def mlstm_chunkwise(cell, params, xs, carry: mLSTMState, valid, L: int):
+    """Chunks of ``L`` steps: the parallel form in each, the state carried between them."""
+    T, nb = xs.shape[-2], xs.ndim - 2
+    if L >= T:
+        return mlstm_parallel(cell, params, cell.project(params, xs), carry, valid)
+    pad = -T % L
+    if pad:
+        xs = jnp.pad(xs, [(0, 0)] * nb + [(0, pad), (0, 0)])  # (..., T + pad, I)
+        ok = jnp.ones(xs.shape[:-2] + (T,), bool) if valid is None else valid
+        valid = jnp.pad(ok, [(0, 0)] * nb + [(0, pad)])  # padded steps are not valid
+    u = cell.project(params, xs)  # fields (..., T + pad, ...)
+    n_chunks = (T + pad) // L
+
+    def chunks(a):  # (..., NC * L, *r) -> (NC, ..., L, *r)
+        return jnp.moveaxis(a.reshape(*a.shape[:nb], n_chunks, L, *a.shape[nb + 1 :]), nb, 0)
+
+    def body(state, inp):
+        u_c, ok = inp
+        return mlstm_parallel(cell, params, u_c, state, ok)
+
+    inputs = (jax.tree.map(chunks, u), None if valid is None else chunks(valid))
+    carry, ys = jax.lax.scan(body, carry, inputs)  # ys: (NC, ..., L, H)
+    ys = jnp.moveaxis(ys, 0, nb).reshape(*ys.shape[1 : nb + 1], n_chunks * L, ys.shape[-1])
+    return carry, ys[..., :T, :]
+
+
+def mlstm_parallel(cell, params, u: mLSTMInputs, carry: mLSTMState, valid):
+    """The stabilised parallel form over ``T`` steps, from an initial state ``carry``."""
+    q, k, v = (jnp.moveaxis(a, -3, -2) for a in (u.q, u.k, u.v))  # (..., NH, T, D)
+    i, log_f = jnp.swapaxes(u.i, -1, -2), jnp.swapaxes(u.log_f, -1, -2)  # (..., NH, T)
+    if valid is not None:  # a padded step: forget gate 1, input gate 0
+        ok = valid[..., None, :]  # (..., 1, T)
+        i = jnp.where(ok, i, -jnp.inf)
+        log_f = jnp.where(ok, log_f, jnp.zeros_like(log_f))
+    T = q.shape[-2]
+    F = jnp.cumsum(log_f, axis=-1)  # (..., NH, T) log of the forget gates' product up to t
+    causal = jnp.tril(jnp.ones((T, T), bool))
+    log_d = F[..., :, None] - F[..., None, :] + i[..., None, :]  # (..., NH, T, T) [t, s]
+    log_d = jnp.where(causal, log_d, -jnp.inf)
+    log_init = carry.m[..., None] + F  # (..., NH, T) weight of the initial state
+    m = jnp.maximum(jnp.max(log_d, axis=-1), log_init)  # (..., NH, T) = recurrent m_t
+    s = (q @ jnp.swapaxes(k, -1, -2)) * jnp.exp(log_d - m[..., None])  # (..., NH, T, T)
+    w0 = jnp.exp(log_init - m)  # (..., NH, T)
+    num = s @ v + w0[..., None] * (q @ carry.c)  # (..., NH, T, D)
+    qn = jnp.sum(s, axis=-1) + w0 * jnp.sum(q * carry.n[..., None, :], axis=-1)  # (..., NH, T)
+    h = cell.readout(
+        params, u, jnp.moveaxis(num, -3, -2), *(jnp.swapaxes(a, -1, -2) for a in (qn, m))
+    )
+    if valid is not None:
+        h = jnp.where(valid[..., None], h, jnp.zeros_like(h))  # (..., T, H)
+    m_T = m[..., -1]  # (..., NH)
+    w = jnp.exp(F[..., -1:] - F + i - m_T[..., None])  # (..., NH, T) weight of step s in C_T
+    c0 = jnp.exp(log_init[..., -1] - m_T)  # (..., NH)
+    c = c0[..., None, None] * carry.c + jnp.swapaxes(k * w[..., None], -1, -2) @ v
+    n = c0[..., None] * carry.n + jnp.sum(k * w[..., None], axis=-2)
+    return mLSTMState(c=c, n=n, m=m_T), h
+
+
+def min_rnn_scan(cell, params, xs, h0: jax.Array, valid):
+    """``h_t = a_t h_{t-1} + b_t`` by an associative scan on logs; ``-> (h_T, hs)``."""
+    log_a, log_b = cell.log_coefficients(params, xs)  # (..., T, H) each
+    if valid is not None:  # a padded step: a = 1, b = 0
+        ok = valid[..., None]
+        log_a = jnp.where(ok, log_a, jnp.zeros_like(log_a))
+        log_b = jnp.where(ok, log_b, -jnp.inf)
+
+    def combine(e1, e2):
+        (a1, b1), (a2, b2) = e1, e2
+        return a1 + a2, jnp.logaddexp(a2 + b1, b2)
+
+    log_A, log_B = jax.lax.associative_scan(combine, (log_a, log_b), axis=xs.ndim - 2)
+    hs = jnp.exp(log_A) * h0[..., None, :] + jnp.exp(log_B)  # (..., T, H)
+    carry = hs[..., -1, :] if hs.shape[-2] else h0
+    if valid is not None:
+        hs = jnp.where(valid[..., None], hs, jnp.zeros_like(hs))
+    return carry, hs
