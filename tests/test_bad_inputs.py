@@ -390,7 +390,11 @@ def test_checkpoints(row, tmp_path):
 )
 @given(
     st.recursive(
-        st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.binary(max_size=8),
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**63), 2**64 - 1)
+        | st.text(max_size=5)
+        | st.binary(max_size=8),
         lambda kids: (
             st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=4)
         ),
