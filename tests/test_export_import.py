@@ -51,14 +51,22 @@ def torch_export(module, x, path, dynamo):
 
 MODULES = [
     (lambda: torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True, batch_first=True), False),
-    (lambda: torch.nn.LSTM(3, 4, batch_first=False), False),
+    pytest.param(lambda: torch.nn.LSTM(3, 4, batch_first=False), False, marks=pytest.mark.slow),
     (lambda: torch.nn.GRU(3, 5, num_layers=3, bidirectional=True, batch_first=True), False),
-    (lambda: torch.nn.RNN(3, 4, num_layers=2, batch_first=True, nonlinearity="relu"), False),
+    pytest.param(
+        lambda: torch.nn.RNN(3, 4, num_layers=2, batch_first=True, nonlinearity="relu"),
+        False,
+        marks=pytest.mark.slow,
+    ),
     (
         lambda: WithHead(torch.nn.LSTM(3, 5, 2, batch_first=True, bidirectional=True), 2, True),
         False,
     ),
-    (lambda: WithHead(torch.nn.GRU(3, 5, 2, batch_first=True), 3, False), False),
+    pytest.param(
+        lambda: WithHead(torch.nn.GRU(3, 5, 2, batch_first=True), 3, False),
+        False,
+        marks=pytest.mark.slow,
+    ),
     pytest.param(
         lambda: torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True, batch_first=True),
         True,
@@ -92,8 +100,14 @@ def test_torch_onnx_export_imports(make, dynamo, tmp_path):
     "model",
     [
         lj.LSTM(4, num_layers=2, bidirectional=True, peephole=True),
-        RecurrentModel(lj.GRU(4, reset_after=False), lj.Dense(2), pooling="last"),
-        RecurrentModel(lj.SimpleRNN(3, bidirectional=True), lj.Dense(2)),
+        pytest.param(
+            RecurrentModel(lj.GRU(4, reset_after=False), lj.Dense(2), pooling="last"),
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            RecurrentModel(lj.SimpleRNN(3, bidirectional=True), lj.Dense(2)),
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_round_trip_through_to_onnx(model, tmp_path):

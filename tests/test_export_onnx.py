@@ -16,6 +16,7 @@ from lstm_jax.cli.models import CharLM, Classifier, Forecaster  # noqa: E402
 from lstm_jax.export import RecurrentModel, to_onnx  # noqa: E402
 
 TOL = 1e-5
+SLOW = pytest.mark.slow
 
 
 def session(proto):
@@ -74,14 +75,20 @@ def carry_arrays(carry) -> list[np.ndarray]:
 CONFIGS = [
     (lj.LSTMCell(5), 2, True, True),
     (lj.LSTMCell(5, peephole=True), 2, True, True),
-    (lj.LSTMCell(4, peephole=True), 1, False, False),
-    (lj.LSTMCell(4, gate_activation="hard_sigmoid", activation="softsign"), 1, True, False),
-    (lj.LSTMCell(4, use_bias=False), 1, False, True),
+    pytest.param(lj.LSTMCell(4, peephole=True), 1, False, False, marks=SLOW),
+    pytest.param(
+        lj.LSTMCell(4, gate_activation="hard_sigmoid", activation="softsign"),
+        1,
+        True,
+        False,
+        marks=SLOW,
+    ),
+    pytest.param(lj.LSTMCell(4, use_bias=False), 1, False, True, marks=SLOW),
     (lj.GRUCell(5), 3, True, True),
-    (lj.GRUCell(5, reset_after=False), 2, True, True),
-    (lj.GRUCell(4, activation="relu"), 1, False, True),
+    pytest.param(lj.GRUCell(5, reset_after=False), 2, True, True, marks=SLOW),
+    pytest.param(lj.GRUCell(4, activation="relu"), 1, False, True, marks=SLOW),
     (lj.SimpleRNNCell(5), 2, True, True),
-    (lj.SimpleRNNCell(4, activation="identity"), 1, False, False),
+    pytest.param(lj.SimpleRNNCell(4, activation="identity"), 1, False, False, marks=SLOW),
 ]
 
 
@@ -104,6 +111,7 @@ def test_stack_matches_onnxruntime(cell, num_layers, bidirectional, with_lengths
         np.testing.assert_allclose(got, want, atol=TOL)
 
 
+@pytest.mark.slow
 def test_time_major_and_zero_carry():
     rnn = lj.LSTM(6, num_layers=2, bidirectional=True, time_major=True)
     params = jitter(rnn.init(jax.random.key(0), 3), 1)
@@ -126,6 +134,7 @@ def test_symbolic_batch_and_time():
         np.testing.assert_allclose(sess.run(None, {"x": xs})[0], rnn.apply(params, xs)[1], atol=TOL)
 
 
+@pytest.mark.slow
 def test_one_operator_node_per_layer(tmp_path):
     rnn = lj.LSTM(4, num_layers=3, bidirectional=True, peephole=True)
     params = rnn.init(jax.random.key(0), 2)
@@ -141,12 +150,16 @@ def test_one_operator_node_per_layer(tmp_path):
 
 HEADS = [
     (dict(head=lj.Dense(3)), True),
-    (dict(head=lj.Dense(3, use_bias=False)), False),
+    pytest.param(dict(head=lj.Dense(3, use_bias=False)), False, marks=SLOW),
     (dict(head=lj.Dense(2), pooling="last"), True),
-    (dict(head=lj.Dense(2), pooling="last"), False),
-    (dict(head=None, pooling="last"), True),
+    pytest.param(dict(head=lj.Dense(2), pooling="last"), False, marks=SLOW),
+    pytest.param(dict(head=None, pooling="last"), True, marks=SLOW),
     (dict(head=lj.Dense(2), pooling="attention", attention=lj.AdditiveAttention(5)), True),
-    (dict(head=lj.Dense(2), pooling="attention", attention=lj.AdditiveAttention(5)), False),
+    pytest.param(
+        dict(head=lj.Dense(2), pooling="attention", attention=lj.AdditiveAttention(5)),
+        False,
+        marks=SLOW,
+    ),
 ]
 
 
@@ -161,6 +174,7 @@ def test_heads_match_onnxruntime(spec, with_lengths):
     np.testing.assert_allclose(out["y"], ys, atol=TOL)
 
 
+@pytest.mark.slow
 def test_length_zero_gives_zero_outputs():
     model = RecurrentModel(lj.LSTM(4, bidirectional=True), lj.Dense(2), pooling="last")
     params = jitter(model.init(jax.random.key(0), 3), 1)
@@ -170,7 +184,8 @@ def test_length_zero_gives_zero_outputs():
     np.testing.assert_allclose(run_onnx(model, params, xs, lengths)["y"], ys, atol=TOL)
 
 
-@pytest.mark.parametrize("cell", ["lstm", pytest.param("gru", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_command_models_match_onnxruntime(cell):
     rng = np.random.default_rng(0)
     xs = jnp.asarray(rng.normal(size=(4, 12, 2)), jnp.float32)

@@ -165,12 +165,13 @@ def _squeeze(r, node, labels, layers):
 
 def _reshape(r, node, labels, layers):
     """The one reshape a stack needs: ``(.., D, F) -> (.., D*F)`` after a bidirectional layer."""
-    if "D" not in labels or labels[-2:] != ["D", "F"] and not (not layers[-1][2]):
+    bidirectional = layers[-1][2]
+    if "D" not in labels or bidirectional and labels[-2:] != ["D", "F"]:
         raise ValueError(f"`from_onnx`: {_where(node)} reshapes axes {labels}; not supported.")
     if node.input[1] in r.consts:
         shape = r.consts[node.input[1]].tolist()
         ok = len(shape) == len(labels) - 1 and all(s in (0, -1) for s in shape[:-1])
-        if not ok or shape[-1] not in (-1, (2 if layers[-1][2] else 1) * layers[-1][1]):
+        if not ok or shape[-1] not in (-1, (1 + bidirectional) * layers[-1][1]):
             raise ValueError(f"`from_onnx`: {_where(node)} reshapes {labels} to {shape}.")
     return [x for x in labels if x != "D"]
 
@@ -187,7 +188,7 @@ def _last_step(r, node, labels):
     steps = r.const(node.input[4], node, "steps") if len(node.input) > 4 else np.ones_like(starts)
     if len(axes) != 1 or labels[int(axes[0]) % len(labels)] != "T" or int(steps[0]) != 1:
         raise ValueError(f"`from_onnx`: {_where(node)} is not a slice of the last time step.")
-    if int(starts[0]) != -1 or int(ends[0]) < 2**31 - 1 and int(ends[0]) != 0:
+    if int(starts[0]) != -1 or int(ends[0]) < 2**31 - 1:  # [-1:] up to "the end"
         raise ValueError(f"`from_onnx`: {_where(node)} slices time from {starts} to {ends}.")
     return ["T1" if x == "T" else x for x in labels]
 
