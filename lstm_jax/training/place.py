@@ -2,8 +2,8 @@
 
 :func:`fit` sends every train state and every batch through :func:`place` before the jitted
 step sees it: ``jax.device_put`` onto the default device, or, with a device mesh
-(``fit(config=FitConfig(mesh=...))``), the layout rules of :mod:`lstm_jax.sharding`. :func:`jit_steps` compiles
-the train and eval steps for the same placement.
+(``fit(config=FitConfig(mesh=...))``), the layout rules of :mod:`lstm_jax.sharding`.
+:func:`jit_steps` compiles the train and eval steps for the same placement.
 """
 
 from __future__ import annotations
