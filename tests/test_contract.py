@@ -203,3 +203,14 @@ def test_float64_end_to_end():
     np.testing.assert_allclose(y_mixed, want, rtol=1e-13, atol=1e-13)
     with pytest.raises(TypeError, match=r"carry\.h is float32 but the step returns float64"):
         lj.scan(lj.LSTMCell(5), p32, xs, lj.LSTMCell(5).initial_carry((2,)))
+
+
+def test_readme_user_cell_runs_as_written():
+    from test_readme import block, run
+
+    ns = run(block("import dataclasses\nimport jax, jax.numpy as jnp\nimport lstm_jax as lj"))
+    assert ns["ys"].shape == (4, 10, 32)
+    assert not bool(jnp.any(ns["ys"][3]))  # length 0: all padding
+    mgu = ns["MGU"](5)
+    params = tuple(mgu.init(jax.random.key(0), 3))
+    np.testing.assert_allclose(lj.scan(mgu, params, XS)[1], mgu_ref(params, XS)[1], atol=1e-5)

@@ -92,7 +92,8 @@ def is_concrete(x: Any) -> bool:
 
 
 def _is_shape(s: Any) -> bool:
-    return type(s) is tuple
+    """A shape is a plain tuple of ints (so a params tuple of shapes is not itself a shape)."""
+    return type(s) is tuple and all(isinstance(d, int) for d in s)
 
 
 def check_size(where: str, name: str, value: Any) -> None:
