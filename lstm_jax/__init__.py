@@ -20,6 +20,7 @@ from lstm_jax.cells.mlstm import mLSTMCell, mLSTMParams, mLSTMState
 from lstm_jax.cells.simple_rnn import SimpleRNNCell, SimpleRNNParams
 from lstm_jax.cells.slstm import sLSTMCell, sLSTMParams, sLSTMState
 from lstm_jax.checkpoint import load_params, save_params
+from lstm_jax.core.protocol import Cell
 from lstm_jax.layers.attention import (
     AdditiveAttention,
     AttentionParams,
@@ -63,6 +64,7 @@ __all__ = [
     "BahdanauAttention",
     "BahdanauParams",
     "Callback",
+    "Cell",
     "Checkpointing",
     "ConvLSTMCell",
     "ConvLSTMParams",

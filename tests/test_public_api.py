@@ -17,7 +17,7 @@ CORE = {
 TRAINING = {
     "TrainState", "init_train_state", "make_train_step", "make_eval_step", "fit", "FitResult",
     "make_tbptt_step", "fit_tbptt", "stream_chunks", "reset_carry", "save_params", "load_params",
-    "init_ensemble", "make_ensemble_step", "train_ensemble", "lstm_scan", "ConvLSTMCell",
+    "init_ensemble", "make_ensemble_step", "train_ensemble", "lstm_scan", "ConvLSTMCell", "Cell",
     "FitConfig", "Checkpointing", "Callback", "EarlyStopping", "ProgressBar", "TensorBoard",
     "TrainInfo",
 }  # fmt: skip
