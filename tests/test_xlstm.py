@@ -222,3 +222,21 @@ def test_readme_block_runs():
     ns = run(block("import jax, jax.numpy as jnp\nimport lstm_jax as lj\n\nxs = jax.random"))
     assert ns["ys"].shape == (8, 500, 64) and ns["ys_p"].shape == (8, 500, 64)
     assert isinstance(ns["cell"], lj.minGRUCell)  # the loop reached the last cell
+
+
+@pytest.mark.slow
+def test_benchmark_script_prints_every_form():
+    import os
+    import re
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = os.path.join(root, "benchmarks", "bench_xlstm.py")
+    cmd = [sys.executable, script, "--quick", "--T", "16"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = re.findall(r"^\| 16 \| (.+?) \| [\d.]+ / [\d.]+ \(([\d.]+)x / ([\d.]+)x\) \| \d+ \|$",
+                      out.stdout, re.M)  # fmt: skip
+    assert len(rows) == 7
+    assert rows[0][0].startswith("LSTM") and rows[0][1:] == ("1.00", "1.00")

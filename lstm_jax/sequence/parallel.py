@@ -30,10 +30,10 @@ from lstm_jax.cells.slstm import cast
 from lstm_jax.core.checks import Problems
 from lstm_jax.sequence.scan import check_sequence
 
-# The mLSTM's chunk length when ``chunk_size=None``, and the longest sequence run in one chunk
-# (the quadratic parallel form). Chosen from the CPU timings in benchmarks/RESULTS.md.
+# The mLSTM's chunk length when ``chunk_size=None`` (a sequence this short or shorter is one
+# chunk: the parallel form). At T = 256 on CPU, chunks of 64 beat the whole-sequence form in
+# both the forward pass and training (benchmarks/RESULTS.md).
 DEFAULT_CHUNK = 64
-PARALLEL_UP_TO = 256
 
 PARALLEL_CELLS = (mLSTMCell, minLSTMCell, minGRUCell)
 
@@ -58,7 +58,7 @@ def parallel_scan(
       lengths: optional integer array of shape ``...`` with values in ``[0, T]``.
       time_major: the layout of ``xs`` and of the returned ``ys``.
       chunk_size: mLSTM only: the chunk length ``L`` of the chunkwise form; ``L >= T`` is the
-        parallel form. None picks the parallel form up to ``T = 256`` and ``L = 64`` above.
+        parallel form. None is ``L = 64`` (the parallel form up to ``T = 64``).
         The minLSTM/minGRU scan has no chunks and ignores it.
 
     Returns:
@@ -92,7 +92,7 @@ def parallel_scan(
         valid = t < lengths.astype(jnp.int32)[..., None]  # (..., T)
         xs_b = jnp.where(valid[..., None], xs_b, jnp.zeros_like(xs_b))  # padding never counts
     if isinstance(cell, mLSTMCell):
-        L = chunk_size or (T if T <= PARALLEL_UP_TO else DEFAULT_CHUNK)
+        L = chunk_size or DEFAULT_CHUNK
         carry, ys = mlstm_chunkwise(cell, params, xs_b, carry, valid, min(L, T))
     else:
         carry, ys = min_rnn_scan(cell, params, xs_b, carry, valid)

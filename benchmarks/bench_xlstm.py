@@ -1,0 +1,133 @@
+"""Times the modern LSTM family's forms against the classic LSTM fast path, in one process.
+
+Usage::
+
+    python benchmarks/bench_xlstm.py                     # B=8, H=256, T in 256 1024 4096 16384
+    python benchmarks/bench_xlstm.py --T 256 1024        # fewer lengths
+    python benchmarks/bench_xlstm.py --quick             # a tiny smoke run (seconds)
+
+Rows: ``LSTMCell`` through ``lstm_scan`` (the hand-derived backward pass, the library's fast
+path), ``sLSTMCell`` through ``scan``, ``mLSTMCell`` recurrent (``scan``), parallel
+(``parallel_scan(chunk_size=T)``) and chunkwise (``chunk_size=64``), and ``minLSTMCell``
+sequential (``scan``) and parallel (``parallel_scan``). "train" is ``grad`` of ``mean(ys ** 2)``
+with respect to params and inputs, "fwd" the outputs alone; milliseconds, median over rounds
+that interleave the rows. "temp MiB" is XLA's compiled temporary memory of the training step
+(its peak working set beyond inputs and outputs). A form whose estimated ``(B, NH, T, T)``
+matrices exceed ``--max-gib`` is not run and says so. Ratios are time / the LSTM's time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+import lstm_jax as lj
+
+CHUNK = 64
+
+
+def forms(H: int, heads: int):
+    """``name -> (cell, run(params, xs) -> ys, quadratic)``."""
+    lstm, slstm = lj.LSTMCell(H), lj.sLSTMCell(H, num_heads=heads)
+    mlstm, minlstm = lj.mLSTMCell(H, num_heads=heads), lj.minLSTMCell(H)
+    return {
+        "LSTM (lstm_scan, fast path)": (lstm, lambda p, x: lj.lstm_scan(lstm, p, x)[1], False),
+        "sLSTM (scan)": (slstm, lambda p, x: lj.scan(slstm, p, x)[1], False),
+        "mLSTM recurrent (scan)": (mlstm, lambda p, x: lj.scan(mlstm, p, x)[1], False),
+        "mLSTM parallel": (
+            mlstm,
+            lambda p, x: lj.parallel_scan(mlstm, p, x, chunk_size=x.shape[-2])[1],
+            True,
+        ),
+        f"mLSTM chunkwise (L={CHUNK})": (
+            mlstm,
+            lambda p, x: lj.parallel_scan(mlstm, p, x, chunk_size=CHUNK)[1],
+            False,
+        ),
+        "minLSTM sequential (scan)": (minlstm, lambda p, x: lj.scan(minlstm, p, x)[1], False),
+        "minLSTM parallel (log scan)": (
+            minlstm,
+            lambda p, x: lj.parallel_scan(minlstm, p, x)[1],
+            False,
+        ),
+    }
+
+
+def compiled(run, params, xs):
+    fwd = jax.jit(run)
+
+    def loss(p, x):
+        return jnp.mean(run(p, x) ** 2)
+
+    train = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    lowered = train.lower(params, xs).compile()
+    mem = lowered.memory_analysis()
+    temp = getattr(mem, "temp_size_in_bytes", 0) / 2**20 if mem is not None else float("nan")
+    jax.block_until_ready(fwd(params, xs))
+    jax.block_until_ready(train(params, xs))
+    return fwd, train, temp
+
+
+def timed(fn, *args) -> float:
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return 1e3 * (time.perf_counter() - t0)
+
+
+def bench_T(T: int, args) -> list[tuple[str, str]]:
+    B, H, I = args.B, args.H, args.H
+    xs = jax.random.normal(jax.random.key(1), (B, T, I))
+    rows, live = {}, {}
+    for name, (cell, run, quadratic) in forms(H, args.heads).items():
+        gib = 4 * B * args.heads * T * T * 4 / 2**30  # ~4 float32 (T, T) buffers per head
+        if quadratic and gib > args.max_gib:
+            rows[name] = f"not run: ~{gib:.0f} GiB of (T, T) matrices | -"
+            continue
+        params = cell.init(jax.random.key(0), I)
+        fwd, train, temp = compiled(run, params, xs)
+        live[name] = (fwd, train, params, temp, {"fwd": [], "train": []})
+    names = list(live)
+    for r in range(args.rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fwd, train, params, _, times = live[name]
+            times["fwd"].append(timed(fwd, params, xs))
+            times["train"].append(timed(train, params, xs))
+    base = names[0]
+    med = {n: {m: statistics.median(live[n][4][m]) for m in ("fwd", "train")} for n in names}
+    for n in names:
+        f, t = med[n]["fwd"], med[n]["train"]
+        rf, rt = f / med[base]["fwd"], t / med[base]["train"]
+        rows[n] = f"{f:.1f} / {t:.1f} ({rf:.2f}x / {rt:.2f}x) | {live[n][3]:.0f}"
+    return list(rows.items())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--T", type=int, nargs="+", default=[256, 1024, 4096, 16384])
+    ap.add_argument("--B", type=int, default=8)
+    ap.add_argument("--H", type=int, default=256)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--max-gib", type=float, default=2.0)
+    ap.add_argument("--quick", action="store_true", help="B=2, H=16, T=32 and 64, one round")
+    args = ap.parse_args()
+    if args.quick:  # keeps an explicit --T
+        T = args.T if args.T != ap.get_default("T") else [32, 64]
+        args.T, args.B, args.H, args.rounds = T, 2, 16, 1
+    dev = jax.devices()[0]
+    print(f"jax {jax.__version__}, {dev.platform} ({dev.device_kind}), {platform.processor()}")
+    print(f"B={args.B}, H=I={args.H}, heads={args.heads}, rounds={args.rounds}\n")
+    print("| T | form | fwd / train ms (ratio to LSTM) | train temp MiB |")
+    print("|---|---|---|---|")
+    for T in args.T:
+        for name, cells in bench_T(T, args):
+            print(f"| {T} | {name} | {cells} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
