@@ -71,7 +71,7 @@ def test_dropout_statistics():
     y = lj.dropout(jax.random.key(0), x, 0.25)
     assert abs(float(jnp.mean(y == 0)) - 0.25) < 0.02
     np.testing.assert_allclose(float(jnp.mean(y)), 1.0, atol=0.03)
-    with pytest.raises(ValueError, match="`rate` must be in"):
+    with pytest.raises(ValueError, match=r"`rate` must be (a finite number )?in \[0, 1\)"):
         lj.dropout(jax.random.key(0), x, 1.0)
 
 
