@@ -34,32 +34,43 @@ SHAPES = {  # name: (B, T, I, H)
     "M": (64, 100, 128, 256),
     "L": (32, 64, 256, 512),
 }
-OURS = "lstm_jax (bptt)"
+OURS = {"lstm": "lstm_jax LSTM (default)", "gru": "lstm_jax GRU (default)"}
+TORCH = {"lstm": "torch nn.LSTM", "gru": "torch nn.GRU"}
+MODES = ("fwd", "train", "jvp")
 
 
-def build(shape, names, variants):
+def build(shape, names, variants, cell="lstm"):
+    """The entries timed for one shape: lstm_jax's default layer, its variants, the peers."""
     B, T, I, H = shape
     x = jax.random.normal(jax.random.key(1), (B, T, I))
-    entries = [peers.lstm_jax_entry(x, H, "bptt", name=OURS)]
+    entries = [peers.lstm_jax_entry(x, H, "default", name=OURS[cell], cell=cell)]
     if variants:
-        entries.append(peers.lstm_jax_entry(x, H, "autodiff"))
+        entries.append(peers.lstm_jax_entry(x, H, "autodiff", cell=cell))
+    table = peers.PEERS if cell == "lstm" else peers.GRU_PEERS
     for name in names:
+        if name not in table:
+            continue
         try:
-            entries.append(peers.PEERS[name](x, H))
+            entries.append(table[name](x, H))
         except ImportError as e:
             print(f"  skipping {name}: {e}", file=sys.stderr)
     return entries
 
 
+def _modes(e):
+    return [m for m in MODES if getattr(e, m) is not None]
+
+
 def time_shape(entries, rounds, reps):
     """Medians (ms) of ``reps``-call means over ``rounds`` rotated rounds, per entry and mode."""
-    times = {(e.name, m): [] for e in entries for m in ("fwd", "train")}
+    times = {(e.name, m): [] for e in entries for m in _modes(e)}
     for e in entries:  # compile / warm up
-        e.fwd(), e.train()
+        for m in _modes(e):
+            getattr(e, m)()
     for r in range(rounds):
         order = entries[r % len(entries) :] + entries[: r % len(entries)]
         for e in order:
-            for mode in ("fwd", "train"):
+            for mode in _modes(e):
                 fn = getattr(e, mode)
                 t0 = time.perf_counter()
                 for _ in range(reps):
@@ -68,11 +79,11 @@ def time_shape(entries, rounds, reps):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def speed_table(results):
-    """Markdown: one row per library, fwd and train ms per shape, ratio to lstm_jax."""
+def speed_table(results, ours):
+    """Markdown: one row per library, fwd / train / jvp ms per shape, train ratio to ``ours``."""
     shapes = list(results)
-    head = "| library | " + " | ".join(f"{s} fwd / train (ratio)" for s in shapes) + " |"
-    lines = [head, "|---" * (len(shapes) + 1) + "|"]
+    head = "| library | " + " | ".join(f"{s} fwd / train / jvp (train ratio)" for s in shapes)
+    lines = [head + " |", "|---" * (len(shapes) + 1) + "|"]
     names = list(dict.fromkeys(n for s in shapes for n, _ in results[s]))
     for name in names:
         cells = []
@@ -81,9 +92,8 @@ def speed_table(results):
             if (name, "fwd") not in r:
                 cells.append("-")
                 continue
-            f, t = r[(name, "fwd")], r[(name, "train")]
-            rf, rt = f / r[(OURS, "fwd")], t / r[(OURS, "train")]
-            cells.append(f"{f:.1f} / {t:.1f} ({rf:.2f}x / {rt:.2f}x)")
+            ms = " / ".join(f"{r[(name, m)]:.1f}" if (name, m) in r else "-" for m in MODES)
+            cells.append(f"{ms} ({r[(name, 'train')] / r[(ours, 'train')]:.2f}x)")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -192,23 +202,26 @@ def header():
     )
 
 
-def target_table(results):
-    """Markdown: per shape, torch / lstm_jax and (fastest JAX peer) / lstm_jax, fwd and train."""
+def target_table(results, cell="lstm"):
+    """Markdown: per shape, torch / ours fwd and train, (fastest JAX peer) / ours train, and
+    ours jvp / ours train (forward mode against reverse mode)."""
+    ours, torch = OURS[cell], TORCH[cell]
     lines = [
         "| shape | torch / ours fwd | torch / ours train | fastest JAX peer, train | "
-        "that peer / ours train |",
-        "|---|---|---|---|---|",
+        "that peer / ours train | ours jvp / ours train |",
+        "|---|---|---|---|---|---|",
     ]
+    nan = float("nan")
     for s, r in results.items():
-        ours = {m: r[(OURS, m)] for m in ("fwd", "train")}
-        torch = {m: r.get(("torch nn.LSTM", m), float("nan")) for m in ("fwd", "train")}
-        jax_peers = [n for n, m in r if m == "train" and n not in (OURS, "torch nn.LSTM")]
+        o = {m: r[(ours, m)] for m in MODES}
+        t = {m: r.get((torch, m), nan) for m in ("fwd", "train")}
+        jax_peers = [n for n, m in r if m == "train" and n not in (ours, torch)]
         jax_peers = [n for n in jax_peers if not n.startswith("lstm_jax")]
         best = min(jax_peers, key=lambda n: r[(n, "train")], default=None)
-        best_ratio = r[(best, "train")] / ours["train"] if best else float("nan")
+        best_ratio = r[(best, "train")] / o["train"] if best else nan
         lines.append(
-            f"| {s} | {torch['fwd'] / ours['fwd']:.2f}x | {torch['train'] / ours['train']:.2f}x "
-            f"| {best} | {best_ratio:.2f}x |"
+            f"| {s} | {t['fwd'] / o['fwd']:.2f}x | {t['train'] / o['train']:.2f}x "
+            f"| {best} | {best_ratio:.2f}x | {o['jvp'] / o['train']:.2f}x |"
         )
     return "\n".join(lines)
 
@@ -251,6 +264,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="tiny shape, one round: a smoke test")
     ap.add_argument("--shapes", default="S,M,L", help="comma-separated subset of S, M, L")
     ap.add_argument("--peers", default=",".join(peers.PEERS), help="comma-separated peers")
+    ap.add_argument("--cells", default="lstm,gru", help="comma-separated subset of lstm, gru")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--reps", type=int, default=1, help="calls per timing")
     ap.add_argument("--compile", action="store_true", help="compile time and memory report")
@@ -258,24 +272,32 @@ def main(argv=None):
     ap.add_argument("--bf16", action="store_true", help="bfloat16 compute against float32")
     args = ap.parse_args(argv)
     names = [n for n in args.peers.split(",") if n]
+    cells = [c for c in args.cells.split(",") if c]
     print(header())
     if args.quick:
-        res = {"tiny": time_shape(build((2, 5, 3, 4), names, True), 1, 1)}
-        print(speed_table(res))
-        print(target_table(res))
+        res = {}
+        for cell in cells:
+            res[cell] = {"tiny": time_shape(build((2, 5, 3, 4), names, True, cell), 1, 1)}
+            print(speed_table(res[cell], OURS[cell]))
+            print(target_table(res[cell], cell))
         print(compile_report((2, 5, 3, 4), (5, 10), [], repeats=1))
         print(long_report(2, 50, 3, 4, [("bptt", 10, True)]))
         print(bf16_report([(2, 5, 3, 4)], 1))
         return res
     results = {}
-    for s in filter(None, args.shapes.split(",")):  # --shapes "" skips the speed table
-        print(f"timing {s} {SHAPES[s]} ...", file=sys.stderr, flush=True)
-        results[s] = time_shape(build(SHAPES[s], names, True), args.rounds, args.reps)
-    if results:
-        print("\n## Speed (ms, median; ratio = time / lstm_jax (bptt) time)\n")
-        print(speed_table(results))
-        print("\n## Targets (ratio = other / lstm_jax (bptt); above 1: lstm_jax is faster)\n")
-        print(target_table(results))
+    for cell in cells:
+        results[cell] = {}
+        for s in filter(None, args.shapes.split(",")):  # --shapes "" skips the speed table
+            print(f"timing {cell} {s} {SHAPES[s]} ...", file=sys.stderr, flush=True)
+            entries = build(SHAPES[s], names, True, cell)
+            results[cell][s] = time_shape(entries, args.rounds, args.reps)
+            print(speed_table({s: results[cell][s]}, OURS[cell]), file=sys.stderr, flush=True)
+        if results[cell]:
+            ours = OURS[cell]
+            print(f"\n## {cell.upper()} speed (ms, median; ratio = train time / {ours})\n")
+            print(speed_table(results[cell], ours))
+            print(f"\n## {cell.upper()} targets (ratio = other / ours; above 1: lstm_jax faster)\n")
+            print(target_table(results[cell], cell))
     if args.bf16:
         print("\n## bfloat16 compute, lstm_jax.scan (autodiff), float32 params\n")
         print(bf16_report([SHAPES["M"], SHAPES["L"]], args.rounds))

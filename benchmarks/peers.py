@@ -1,10 +1,12 @@
 """One LSTM layer per library, each as a pair of closures ``fwd()`` and ``train()``.
 
-Every entry builds the same problem: a single-layer LSTM with hidden size ``H`` over a batch-major
-``(B, T, I)`` float32 input, returning all ``T`` outputs. ``fwd`` computes the outputs; ``train``
-computes the gradient of ``mean(ys ** 2)`` with respect to the parameters and the input. Both
-block until the result is ready. JAX entries also expose ``jax_train`` (the un-jitted gradient
-function) and ``args``, so compile time and the compiled step's memory can be measured.
+Every entry builds the same problem: a single-layer LSTM (or GRU, in ``GRU_PEERS``) with hidden
+size ``H`` over a batch-major ``(B, T, I)`` float32 input, returning all ``T`` outputs. ``fwd``
+computes the outputs; ``train`` computes the gradient of ``mean(ys ** 2)`` with respect to the
+parameters and the input; ``jvp`` (JAX entries) the same loss's forward-mode derivative along
+one direction in (params, input), with ``jax.jvp``. Each blocks until the result is ready. JAX
+entries also expose ``jax_train`` (the un-jitted gradient function) and ``args``, so compile
+time and the compiled step's memory can be measured.
 
 A peer whose package is missing is skipped (its builder raises ``ImportError``).
 """
@@ -30,6 +32,7 @@ class Entry:
     train: Callable[[], Any]
     jax_train: Callable | None = None  # gradient function before jit (JAX entries)
     args: tuple = ()
+    jvp: Callable[[], Any] | None = None  # forward-mode derivative (JAX entries)
 
 
 def _loss(ys):
@@ -38,25 +41,40 @@ def _loss(ys):
 
 def _jax_entry(name, apply, params, x):
     """``apply(params, x) -> ys``: jit the forward and the gradient w.r.t. (params, x)."""
-    grad = jax.grad(lambda p, x: _loss(apply(p, x)), argnums=(0, 1))
+
+    def loss(p, x):
+        return _loss(apply(p, x))
+
+    grad = jax.grad(loss, argnums=(0, 1))
     fwd, train = jax.jit(apply), jax.jit(grad)
+    jvp = jax.jit(lambda p, x, t: jax.jvp(loss, (p, x), t))
+    leaves, tree = jax.tree.flatten((params, x))
+    keys = jax.random.split(jax.random.key(7), len(leaves))
+    noise = [jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves, strict=True)]
+    direction = tree.unflatten(noise)
     return Entry(
         name,
         lambda: jax.block_until_ready(fwd(params, x)),
         lambda: jax.block_until_ready(train(params, x)),
         grad,
         (params, x),
+        lambda: jax.block_until_ready(jvp(params, x, direction)),
     )
 
 
-def lstm_jax_entry(x, H, backward="bptt", unroll=1, name=None):
+def lstm_jax_entry(x, H, backward="default", unroll=None, name=None, cell="lstm"):
+    """lstm_jax: ``"default"`` is the layer (``lj.LSTM(H)`` / ``lj.GRU(H)``) as a user gets it;
+    ``"autodiff"`` is ``jax.grad`` through ``lj.scan``."""
     import lstm_jax as lj
 
-    cell = lj.LSTMCell(H, forget_bias=0.0)
-    params = cell.init(jax.random.key(0), x.shape[-1])
-    run = lj.lstm_scan if backward == "bptt" else lj.scan
-    name = name or f"lstm_jax ({backward})"
-    return _jax_entry(name, lambda p, x: run(cell, p, x, unroll=unroll)[1], params, x)
+    name = name or f"lstm_jax {cell.upper()} ({backward})"
+    if backward == "default":
+        layer = lj.LSTM(H, forget_bias=0.0) if cell == "lstm" else lj.GRU(H)
+        params = layer.init(jax.random.key(0), x.shape[-1])
+        return _jax_entry(name, lambda p, x: layer.apply(p, x)[1], params, x)
+    c = lj.LSTMCell(H, forget_bias=0.0) if cell == "lstm" else lj.GRUCell(H)
+    params = c.init(jax.random.key(0), x.shape[-1])
+    return _jax_entry(name, lambda p, x: lj.scan(c, p, x, unroll=unroll)[1], params, x)
 
 
 def flax_linen_entry(x, H):
@@ -155,6 +173,53 @@ def torch_entry(x, H):
     return Entry("torch nn.LSTM", fwd, train)
 
 
+def torch_gru_entry(x, H):
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(0)
+    model = torch.nn.GRU(x.shape[-1], H, batch_first=True)
+    xt = torch.from_numpy(np.array(x)).requires_grad_(True)
+
+    def fwd():
+        with torch.no_grad():
+            return model(xt)[0]
+
+    def train():
+        model.zero_grad(set_to_none=True)
+        xt.grad = None
+        ys, _ = model(xt)
+        ys.square().mean().backward()
+        return xt.grad
+
+    return Entry("torch nn.GRU", fwd, train)
+
+
+def flax_gru_entry(x, H):
+    import flax.linen as nn
+
+    model = nn.RNN(nn.GRUCell(H))
+    params = model.init(jax.random.key(0), x)
+    return _jax_entry("flax linen RNN(GRUCell)", model.apply, params, x)
+
+
+def keras_gru_entry(x, H):
+    import keras
+
+    if keras.backend.backend() != "jax":
+        raise ImportError("keras is not on the JAX backend (set KERAS_BACKEND=jax)")
+    layer = keras.layers.GRU(H, return_sequences=True)
+    layer.build(x.shape)
+    trainable = [v.value for v in layer.trainable_variables]
+    frozen = [v.value for v in layer.non_trainable_variables]
+
+    def apply(params, x):
+        ys, _ = layer.stateless_call(params, frozen, x)
+        return ys
+
+    return _jax_entry("keras 3 GRU (jax)", apply, trainable, x)
+
+
 PEERS = {
     "flax": flax_linen_entry,
     "nnx": flax_nnx_entry,
@@ -162,6 +227,13 @@ PEERS = {
     "haiku": haiku_entry,
     "keras": keras_entry,
     "torch": torch_entry,
+}
+
+
+GRU_PEERS = {
+    "flax": flax_gru_entry,
+    "keras": keras_gru_entry,
+    "torch": torch_gru_entry,
 }
 
 

@@ -12,6 +12,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "bench_lstm.py")
 N_PEERS = 6  # len(benchmarks/peers.py's PEERS): flax, nnx, equinox, haiku, keras, torch
+N_GRU_PEERS = 3  # len(GRU_PEERS): flax, keras, torch
 
 
 @pytest.mark.slow
@@ -22,14 +23,22 @@ def test_quick_benchmark_runs_and_prints_every_table():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout
-    # lstm_jax is the reference row, so its own ratios are exactly 1
-    assert re.search(r"\| lstm_jax \(bptt\) \| [\d.]+ / [\d.]+ \(1\.00x / 1\.00x\) \|", text)
-    assert re.search(r"\| lstm_jax \(autodiff\) \| [\d.]+ / [\d.]+ \([\d.]+x / [\d.]+x\) \|", text)
+    # lstm_jax's default layer is the reference row (fwd / train / jvp ms), so its ratio is 1
+    for cell in ("LSTM", "GRU"):
+        assert re.search(
+            rf"\| lstm_jax {cell} \(default\) \| [\d.]+ / [\d.]+ / [\d.]+ \(1\.00x\) \|", text
+        )
+        assert re.search(
+            rf"\| lstm_jax {cell} \(autodiff\) \| [\d.]+ / [\d.]+ / [\d.]+ \([\d.]+x\) \|", text
+        )
     skipped = out.stderr.count("skipping ")  # a peer whose package is missing
-    speed_rows = re.findall(r"^\| .* \| [\d.]+ / [\d.]+ \([\d.]+x / [\d.]+x\) \|$", text, re.M)
-    assert len(speed_rows) == 2 + N_PEERS - skipped  # both lstm_jax rows and every installed peer
-    assert "| tiny | " in text  # the targets table
-    compile_row = re.search(r"\| lstm_jax \(bptt\) \| ([\d.]+) \| ([\d.]+) \| [\d.]+ \|", text)
+    speed_rows = re.findall(r"^\| .* \| [\d.]+ / [\d.]+ / (?:[\d.]+|-) \([\d.]+x\) \|$", text, re.M)
+    # both lstm_jax rows per cell and every installed peer (torch has no jvp column)
+    assert len(speed_rows) == 4 + N_PEERS + N_GRU_PEERS - skipped
+    assert text.count("| tiny | ") == 2  # the targets tables, LSTM and GRU
+    compile_row = re.search(
+        r"\| lstm_jax LSTM \(default\) \| ([\d.]+) \| ([\d.]+) \| [\d.]+ \|", text
+    )
     assert compile_row and all(float(t) > 0 for t in compile_row.groups())
     long_row = re.search(r"\| bptt \| 10 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", text)
     assert long_row and float(long_row.group(2)) > 0  # a peak RSS was measured

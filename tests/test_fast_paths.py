@@ -85,11 +85,20 @@ def _derivatives(loss, args, direction):
     return run(args, direction)
 
 
-@pytest.mark.parametrize("kw", VARIANTS, ids=["plain", "lengths-reverse", "lengths-unroll"])
-@pytest.mark.parametrize("name", list(CELLS))
+def _cases():
+    """Every cell with lengths and reverse (the quick run keeps one LSTM, GRU and RNN case)."""
+    ids = ["plain", "lengths-reverse", "lengths-unroll"]
+    for name in CELLS:
+        for kw, id_ in zip(VARIANTS, ids, strict=True):
+            if kw.get("unroll") and name not in ("lstm", "gru"):
+                continue  # unroll: one LSTM and one GRU case is enough
+            quick = id_ == "lengths-reverse" and name in ("lstm", "gru", "rnn")
+            marks = () if quick else (pytest.mark.slow,)
+            yield pytest.param(name, kw, id=f"{name}-{id_}", marks=marks)
+
+
+@pytest.mark.parametrize("name, kw", list(_cases()))
 def test_outputs_grad_jvp_and_hvp_equal_autodiff(name, kw):
-    if kw.get("unroll") and name not in ("lstm", "gru"):
-        pytest.skip("unroll: one LSTM and one GRU case is enough")
     cell = CELLS[name]()
     args = _setup(cell, seed=len(name))
     direction = randomize(args, jax.random.key(99))
@@ -97,6 +106,7 @@ def test_outputs_grad_jvp_and_hvp_equal_autodiff(name, kw):
     _close_trees(_derivatives(fast, args, direction), _derivatives(ref, args, direction))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["lstm", "gru", "gru-reset-before", "rnn"])
 def test_jacfwd_equals_jacrev_and_autodiff(name):
     cell = CELLS[name]()
@@ -110,6 +120,7 @@ def test_jacfwd_equals_jacrev_and_autodiff(name):
     _close_trees(fwd, jax.jit(jax.jacfwd(lambda x: ys(lj.scan, x)))(xs))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [1, 4, 6])  # 4 leaves a partial last segment; 6 = T: unsegmented
 @pytest.mark.parametrize("name", ["lstm", "gru", "gru-reset-before", "rnn"])
 def test_checkpoint_every_equals_autodiff_in_both_modes(name, k):
@@ -159,6 +170,7 @@ def test_batch_shapes_and_time_major(name, shape):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not X64, reason="finite differences need float64")
 @pytest.mark.parametrize("name", ["lstm", "gru", "gru-reset-before", "rnn"])
 def test_check_grads_against_finite_differences(name):
@@ -171,6 +183,7 @@ def test_check_grads_against_finite_differences(name):
     check_grads(f, (params, xs, carry, mask), order=2, modes=["fwd", "rev"], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [lj.LSTM, lj.GRU, lj.SimpleRNN])
 def test_layers_take_the_fast_path_by_default_and_match_autodiff(make):
     kw = dict(num_layers=2, bidirectional=True, dropout=0.2, recurrent_dropout=0.3)

@@ -100,8 +100,8 @@ def check_supported(where, cell, recurrent_mask=None, batch=(), checkpoint_every
     if type(cell) is not LSTMCell:
         p = Problems(where)
         p.type(
-            f"`cell` must be an LSTMCell; got {type(cell).__name__}. Use `scan` (or `fast_scan` "
-            "for a GRUCell or SimpleRNNCell) instead."
+            f"`cell` must be an LSTMCell; got {type(cell).__name__}. Use `scan` (or "
+            "`lstm_jax.sequence.fast.fast_scan` for a GRUCell or SimpleRNNCell) instead."
         )
         p.raise_if_any()
     check_fast(where, cell, recurrent_mask, batch, checkpoint_every)
