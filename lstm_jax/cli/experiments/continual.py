@@ -150,7 +150,7 @@ def continual_experiment(*, steps, batch, chunk, seeds, lr, key, test_length, hi
         states = ", ".join(f"{np.mean(c[:, j]):.2g}" for j in range(len(marks)))
         parts.append(
             f"{name}: {solved}/{seeds} runs predict all {test_length:,} test symbols "
-            f"(median {int(np.median(before)):,} before the first error); mean |C_t| at "
+            f"(median {int(np.median(before)):,} before the first error); mean abs(C_t) at "
             f"t={'/'.join(f'{t:,}' for t in marks)}: {states}"
         )
     fg, old = results["LSTM, forget gate"], results["LSTM 1997 (no forget gate)"]
