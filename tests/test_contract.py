@@ -198,6 +198,9 @@ def test_float64_end_to_end():
     # float32 params with float64 inputs compute in float64 too (jnp's promotion), no downcast
     p32 = lj.LSTMCell(5).init(jax.random.key(0), 3)
     _, y_mixed = lj.scan(lj.LSTMCell(5), p32, xs)
+    stack = lj.LSTM(5, num_layers=2, bidirectional=True)
+    carry, ys = stack.apply(stack.init(jax.random.key(0), 3), xs)  # float32 params, f64 inputs
+    assert ys.dtype == carry[1].backward.c.dtype == jnp.float64
     assert y_mixed.dtype == jnp.float64
     want = lj.scan(cell, jax.tree.map(lambda a: a.astype(jnp.float64), p32), xs)[1]
     np.testing.assert_allclose(y_mixed, want, rtol=1e-13, atol=1e-13)

@@ -174,8 +174,8 @@ class StackedRNN:
 
     def _apply(self, params, xs, carry, lengths, key):
         """The body of :meth:`apply` once checked; jitted once per config for eager callers."""
-        if carry is None:
-            carry = self.initial_carry(self._batch_shape(xs))
+        if carry is None:  # each scan makes its zero carry in the dtype its layer computes in
+            carry = (LayerState(None, None),) * self.num_layers
         keys = self._layer_keys(key)
         h, new_carry = xs, []
         for layer, (p, c, k) in enumerate(zip(params, carry, keys, strict=True)):
