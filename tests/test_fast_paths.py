@@ -206,7 +206,7 @@ def test_layers_take_the_fast_path_by_default_and_match_autodiff(make):
 
 
 def test_unsupported_cells_and_inputs_fall_back_to_scan_in_layers():
-    assert fast_supported(lj.LSTMCell(H), jnp.ones((2, T, I)))
+    assert fast_supported(lj.LSTMCell(H), jnp.ones((2, T, I), jnp.float32))
     assert not fast_supported(lj.LSTMCell(H), jnp.ones((2, T, I), jnp.float16))  # dtype of xs
     for cell in [
         lj.LSTMCell(H, peephole=True),
@@ -218,7 +218,7 @@ def test_unsupported_cells_and_inputs_fall_back_to_scan_in_layers():
         assert not fast_supported(cell)
     rnn = lj.SimpleRNN(H, activation="relu")  # runs, through scan
     params = rnn.init(jax.random.key(0), I)
-    assert rnn.apply(params, jnp.ones((2, T, I)))[1].shape == (2, T, H)
+    assert rnn.apply(params, jnp.ones((2, T, I), jnp.float32))[1].shape == (2, T, H)
 
 
 @pytest.mark.parametrize(
