@@ -20,7 +20,8 @@ Adam (learning rate decayed linearly to 0, clipping at 1) and full backpropagati
 time instead of online gradient descent with the 1997 truncated gradient; a single layer of
 ``H`` cells with one set of gates each instead of memory blocks; sigmoid cross-entropy or a
 softmax instead of squared error on the symbol tasks; a fixed number of steps instead of
-training until a stopping criterion.
+training until a stopping criterion. The 1997 cell's input-gate biases start at -2, as the
+paper starts its gate biases negative.
 """
 
 from __future__ import annotations
