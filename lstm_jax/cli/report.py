@@ -50,7 +50,7 @@ def _plain(x):
     raise TypeError(f"not JSON-serialisable: {type(x).__name__}")
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,7 +61,7 @@ def _pyplot():
 
 def plot_history(path: Path, history: dict, title: str) -> None:
     """Train (and validation) loss per epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(history["epoch"], history["loss"], label="train")
     if "val_loss" in history:
@@ -75,7 +75,7 @@ def plot_history(path: Path, history: dict, title: str) -> None:
 
 def plot_forecast(path: Path, truth, preds: dict, title: str, ylabel: str) -> None:
     """Truth against one-step forecasts (or a continuation) on the test split."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(np.asarray(truth)[:, 0], label="truth", color="black", linewidth=1.5)
     for name, p in preds.items():
@@ -89,7 +89,7 @@ def plot_forecast(path: Path, truth, preds: dict, title: str, ylabel: str) -> No
 
 def plot_continuation(path: Path, history_values, future, title: str, ylabel: str) -> None:
     """The end of a series followed by a multi-step forecast."""
-    plt = _pyplot()
+    plt = pyplot()
     h, f = np.asarray(history_values)[:, 0], np.asarray(future)[:, 0]
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.plot(np.arange(len(h)), h, label="observed", color="black")
@@ -103,7 +103,7 @@ def plot_continuation(path: Path, history_values, future, title: str, ylabel: st
 
 def plot_text(path: Path, text: str, title: str) -> None:
     """A text sample rendered as a figure (the first lines)."""
-    plt = _pyplot()
+    plt = pyplot()
     lines = text.splitlines()[:30]
     fig = plt.figure(figsize=(8, 0.25 * len(lines) + 1))
     fig.text(0.02, 0.98, "\n".join(lines), va="top", family="monospace", fontsize=9)

@@ -214,9 +214,9 @@ def describe(cfg, prep: Prepared, n_train: int) -> str:
 
 def plot_alignment(path: Path, prep: Prepared, params, index: int = 0) -> None:
     """One test utterance: its log-mel features, and the CTC posteriors over time."""
-    from lstm_jax.cli.report import _pyplot
+    from lstm_jax.cli.report import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     feats, lengths = prep.test[0][index : index + 1], prep.test[1][index : index + 1]
     n = int(lengths[0])
     logits = _logits_fn(prep.model)(params, jnp.asarray(feats), jnp.asarray(lengths))
