@@ -749,6 +749,12 @@ def test_nan_padding_never_reaches_the_gradients():
             p, xs
         )
         assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(g))
+    for rnn in (lj.LSTM(4), lj.GRU(4), lj.SimpleRNN(4)):  # the layers' default fast path too
+        p = rnn.init(KEY, 3)
+        g = jax.grad(lambda p, r=rnn: jnp.sum(r.apply(p, xs, lengths=lengths)[1]))(p)
+        assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(g))
+        carry, _ = jax.jit(lambda n, r=rnn, p=p: r.apply(p, XS3, lengths=n))(jnp.array([9, 2]))
+        assert all(bool(jnp.all(jnp.isnan(leaf))) for leaf in jax.tree.leaves(carry))
 
 
 def test_layer_norm_survives_huge_inputs():

@@ -18,11 +18,7 @@ from lstm_jax.layers.dense import Dense
 from lstm_jax.layers.stacked import GRU, LSTM, SimpleRNN, StackedRNN
 from lstm_jax.sequence.masks import last_step
 
-CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
-# The built-in models only ever take reverse-mode gradients, so their LSTMs use the hand-derived
-# backward pass: same gradients as autodiff, 1.1-1.3x faster training on CPU and 1.2-1.7x on GPU
-# (benchmarks/RESULTS.md).
-BACKWARD = {"lstm": "bptt"}
+CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}  # each layer takes its fast path itself
 
 
 class ModelParams(NamedTuple):
@@ -33,8 +29,6 @@ class ModelParams(NamedTuple):
 def _stack(cell: str, hidden_size: int, num_layers: int) -> StackedRNN:
     if cell not in CELLS:
         raise ValueError(f"`cell` must be one of {sorted(CELLS)}; got {cell!r}.")
-    if cell in BACKWARD:
-        return CELLS[cell](hidden_size, num_layers, backward=BACKWARD[cell])
     return CELLS[cell](hidden_size, num_layers)
 
 

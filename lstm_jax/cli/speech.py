@@ -37,7 +37,7 @@ from lstm_jax.audio import (
     utterance_features,
     wer,
 )
-from lstm_jax.cli.models import BACKWARD, CELLS, ModelParams
+from lstm_jax.cli.models import CELLS, ModelParams
 from lstm_jax.cli.tasks import Prepared
 from lstm_jax.data.speech import load_speech, load_speech_folder
 from lstm_jax.layers.dense import Dense
@@ -60,8 +60,7 @@ class SpeechModel:
 
     @property
     def rnn(self) -> StackedRNN:
-        kw = {"backward": BACKWARD[self.cell]} if self.cell in BACKWARD else {}
-        return CELLS[self.cell](self.hidden_size, self.num_layers, bidirectional=True, **kw)
+        return CELLS[self.cell](self.hidden_size, self.num_layers, bidirectional=True)
 
     def init(self, key) -> ModelParams:
         k_rnn, k_head = jax.random.split(key)

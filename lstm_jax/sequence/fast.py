@@ -27,13 +27,8 @@ from lstm_jax.cells.simple_rnn import SimpleRNNCell
 from lstm_jax.core.activations import resolve_activation
 from lstm_jax.core.checks import Problems
 from lstm_jax.sequence import fast_gru, fast_lstm, fast_rnn
-from lstm_jax.sequence.scan import (
-    _nan_if_out_of_range,
-    _valid_steps,
-    check_sequence,
-    resolve_unroll,
-    scan,
-)
+from lstm_jax.sequence.lengths import out_of_range, poison, valid_steps
+from lstm_jax.sequence.scan import check_sequence, resolve_unroll, scan
 
 _SUPPORTED_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
 _CELLS = (LSTMCell, GRUCell, SimpleRNNCell)
@@ -79,7 +74,9 @@ def fast_scan(
     H, dt, B = cell.hidden_size, jnp.dtype(cell.param_dtype), math.prod(batch)
     xs_t = xs if time_major else jnp.moveaxis(xs, -2, 0)  # (T, ..., I)
     xs_t = xs_t.astype(dt).reshape(T, B, xs.shape[-1])  # (T, B, I)
-    valid = None if lengths is None else _valid_steps(lengths, T).reshape(T, B, 1)
+    valid = None if lengths is None else valid_steps(lengths, T).reshape(T, B, 1)
+    if valid is not None:  # padding never reaches the products: NaN there cannot reach grads
+        xs_t = jnp.where(valid, xs_t, jnp.zeros_like(xs_t))
     mask = None if recurrent_mask is None else recurrent_mask.astype(dt).reshape(B, H)
     if reverse:
         xs_t = jnp.flip(xs_t, 0)
@@ -103,9 +100,10 @@ def fast_scan(
     if reverse:
         ys = jnp.flip(ys, 0)
     ys = ys.reshape((T,) + tuple(batch) + (H,))
-    if lengths is not None:
-        ys = ys + _nan_if_out_of_range(lengths, T, ys.dtype)
     final = jax.tree.map(lambda a: a.reshape(*batch, H), final)
+    if lengths is not None:  # under jit an out-of-range length poisons outputs and carry
+        bad = out_of_range(lengths, T)
+        ys, final = poison(ys, bad), poison(final, bad)
     return final, (ys if time_major else jnp.moveaxis(ys, 0, -2))
 
 

@@ -289,14 +289,3 @@ def _check_mask(p: Problems, cell, mask, step_batch, input_size: int) -> None:
     if getattr(mask, "shape", None) != want:
         got = getattr(mask, "shape", type(mask).__name__)
         p.value(f"`recurrent_mask` must have the shape of one step's output, {want}; got {got}.")
-
-
-def _valid_steps(lengths, T):
-    """``(T, ..., 1)`` booleans; kept for :mod:`lstm_jax.sequence.lstm_scan` (same package)."""
-    return valid_steps(lengths, T)[..., None]
-
-
-def _nan_if_out_of_range(lengths, T, dtype):
-    """0 where every length is in [0, T], NaN otherwise; kept for ``lstm_scan``."""
-    bad = out_of_range(lengths, T)
-    return jnp.where(bad, jnp.array(jnp.nan, dtype), jnp.array(0, dtype))
