@@ -70,7 +70,8 @@ def _train(cell, opt, steps, chunk, states, carry, where, key):
         xs, targets, where = jax.vmap(continual_reber, in_axes=(0, None, 0))(keys, chunk, where)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (loss, carry), grads = grad_fn(state.params, carry, xs, targets)
-        updates, opt_state = opt.update(grads, state.opt_state, state.params)
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes Python floats and int32
+            updates, opt_state = opt.update(grads, state.opt_state, state.params)
         params = jax.tree.map(jnp.add, state.params, updates)
         state = state._replace(params=params, opt_state=opt_state, step=state.step + 1)
         return state, jax.lax.stop_gradient(carry), where
