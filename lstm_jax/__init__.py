@@ -40,6 +40,13 @@ from lstm_jax.layers.stacked import (
     StackedRNN,
     bidirectional_final,
 )
+from lstm_jax.layers.xlstm import xLSTMLM, xLSTMLMParams, xLSTMStack, xLSTMStackParams
+from lstm_jax.layers.xlstm_blocks import (
+    mLSTMBlock,
+    mLSTMBlockParams,
+    sLSTMBlock,
+    sLSTMBlockParams,
+)
 from lstm_jax.sequence.lstm_scan import lstm_scan
 from lstm_jax.sequence.masks import dropout, last_step, reverse_padded, sequence_mask
 from lstm_jax.sequence.parallel import parallel_scan
@@ -109,6 +116,8 @@ __all__ = [
     "load_params",
     "lstm_equations",
     "lstm_scan",
+    "mLSTMBlock",
+    "mLSTMBlockParams",
     "mLSTMCell",
     "mLSTMParams",
     "mLSTMState",
@@ -121,6 +130,8 @@ __all__ = [
     "parallel_scan",
     "reset_carry",
     "reverse_padded",
+    "sLSTMBlock",
+    "sLSTMBlockParams",
     "sLSTMCell",
     "sLSTMParams",
     "sLSTMState",
@@ -129,4 +140,8 @@ __all__ = [
     "sequence_mask",
     "stream_chunks",
     "train_ensemble",
+    "xLSTMLM",
+    "xLSTMLMParams",
+    "xLSTMStack",
+    "xLSTMStackParams",
 ]

@@ -60,6 +60,12 @@ def test_modern_lstm_names_are_exported():
     assert names <= set(lj.__all__)
 
 
+def test_xlstm_block_names_are_exported():
+    names = {"xLSTMStack", "xLSTMStackParams", "xLSTMLM", "xLSTMLMParams", "mLSTMBlock",
+             "mLSTMBlockParams", "sLSTMBlock", "sLSTMBlockParams"}  # fmt: skip
+    assert names <= set(lj.__all__)
+
+
 @pytest.mark.parametrize("module", sorted(SUBMODULES))
 def test_submodule_names_are_exported(module):
     import importlib
