@@ -6,7 +6,15 @@ import numpy as np
 import optax
 import pytest
 
-from lstm_jax import mLSTMBlock, mLSTMState, sLSTMBlock, sLSTMState, xLSTMLM, xLSTMStack
+from lstm_jax import (
+    mLSTMBlock,
+    mLSTMBlockParams,
+    mLSTMState,
+    sLSTMBlock,
+    sLSTMState,
+    xLSTMLM,
+    xLSTMStack,
+)
 
 E = 16
 R = 16  # round the inner widths to multiples of 16, not 64, to keep the tests small
@@ -156,3 +164,68 @@ def test_errors():
     lm = xLSTMLM(10, xLSTMStack(E, num_blocks=1, round_to=R))
     with pytest.raises(TypeError, match=r"`xLSTMLM.apply`: `ids` must be an integer array"):
         lm.apply(lm.init(jax.random.key(0)), jnp.ones((2, 3)))
+
+
+def mlstm_block_from_xlstm(sd: dict, block: mLSTMBlock):
+    """Our block's params from the state dict of an ``xlstm`` ``mLSTMBlock``."""
+    a = {k: v.detach().numpy().astype(np.float64) for k, v in sd.items()}
+    I = block.inner_dim
+
+    def dense(w):  # LinearHeadwiseExpand (heads, out, in) -> block-diagonal (I, I), x @ W
+        return jax.scipy.linalg.block_diag(*[np.asarray(h).T for h in w])
+
+    Q, K, V = (np.asarray(dense(a[f"xlstm.{n}_proj.weight"])) for n in "qkv")
+    gates = []
+    for g in ("igate", "fgate"):
+        w = a[f"xlstm.mlstm_cell.{g}.weight"]  # (NH, 3I) on [q, k, v]
+        wq, wk, wv = w[:, :I].T, w[:, I : 2 * I].T, w[:, 2 * I :].T
+        gates.append(np.concatenate([Q @ wq + K @ wk, V @ wv], axis=0))  # (2I, NH) on [c, x]
+    zero = np.zeros((I, I))
+    w_x = np.concatenate(
+        [np.concatenate([Q, K, zero, zero], 1), np.concatenate([zero, zero, V, zero], 1)], 0
+    )
+    w_x = np.concatenate([w_x, *gates], axis=1)
+    b = np.concatenate(
+        [np.zeros(4 * I), a["xlstm.mlstm_cell.igate.bias"], a["xlstm.mlstm_cell.fgate.bias"]]
+    )
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    cell = block.cell.init(jax.random.key(0), 2 * I)
+    cell = cell._replace(
+        w_x=f32(w_x), b=f32(b), norm_scale=f32(1 + a["xlstm.mlstm_cell.outnorm.weight"])
+    )
+    return mLSTMBlockParams(
+        norm_scale=f32(1 + a["xlstm_norm.weight"]),
+        w_up=f32(a["xlstm.proj_up.weight"].T),
+        conv_w=f32(a["xlstm.conv1d.conv.weight"][:, 0, :].T),
+        conv_b=f32(a["xlstm.conv1d.conv.bias"]),
+        cell=cell,
+        skip=f32(a["xlstm.learnable_skip"]),
+        w_down=f32(a["xlstm.proj_down.weight"].T),
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["chunkwise", "recurrent"])
+def test_mlstm_block_matches_xlstm_package(form):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("xlstm")
+    from xlstm.blocks.mlstm.block import mLSTMBlock as XBlock
+    from xlstm.blocks.mlstm.block import mLSTMBlockConfig
+    from xlstm.blocks.mlstm.layer import mLSTMLayerConfig
+
+    T = 9
+    layer = mLSTMLayerConfig(embedding_dim=E, num_heads=2, context_length=T)
+    ref = XBlock(mLSTMBlockConfig(mlstm=layer, _num_blocks=1, _block_idx=0))
+    torch.manual_seed(0)
+    with torch.no_grad():  # random everything, not the zero gates and norms of its init
+        for p in ref.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    ours = mLSTMBlock(E, num_heads=2, form=form, chunk_size=4)
+    assert ours.inner_dim == ref.xlstm.config._inner_embedding_dim
+    params = mlstm_block_from_xlstm(ref.state_dict(), ours)
+    xs = np.random.default_rng(0).normal(size=(2, T, E)).astype(np.float32)
+    with torch.no_grad():
+        want = ref(torch.from_numpy(xs)).numpy()
+    _, got = jax.jit(ours.apply)(params, jnp.asarray(xs))
+    assert np.abs(want - xs).mean() > 0.1  # the block adds a real update to its input
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
