@@ -229,3 +229,13 @@ def test_mlstm_block_matches_xlstm_package(form):
     _, got = jax.jit(ours.apply)(params, jnp.asarray(xs))
     assert np.abs(want - xs).mean() > 0.1  # the block adds a real update to its input
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_readme_example():
+    from test_readme import block, run
+
+    code = block("import jax, jax.numpy as jnp\nimport lstm_jax as lj\n\nstack = lj.xLSTMStack")
+    ns = run(code)
+    assert ns["logits"].shape == (2, 16, 100)
+    assert [type(c).__name__ for c in ns["carry"]] == ["mLSTMState", "sLSTMState"]
