@@ -17,7 +17,7 @@ from lstm_jax.core.activations import Activation, resolve_activation
 from lstm_jax.core.checks import check_step
 from lstm_jax.core.dtypes import compute_dtypes
 from lstm_jax.core.initializers import Initializer, resolve_initializer
-from lstm_jax.core.validate import check_bool, check_dtype, check_float, check_int
+from lstm_jax.core.validate import check_bool, check_dtype, check_float, check_int, check_key
 
 
 class CellBase:
@@ -78,6 +78,11 @@ class CellBase:
     def initializer_of(self, name: str) -> Initializer:
         """The initialiser in field ``name``, resolved for this cell's hidden size."""
         return resolve_initializer(getattr(self, name), self.hidden_size, type(self).__name__, name)
+
+    def init_args(self, key: Any, input_size: Any) -> tuple[jax.Array, int]:
+        """``init``'s arguments checked: one PRNG key and a positive int input size."""
+        where = f"{type(self).__name__}.init"
+        return check_key(where, "key", key), check_int(where, "input_size", input_size)
 
     def check(self, params: Any, carry: Any, x: Any, where: str) -> None:
         """Raises a clear error unless params, carry and one step's ``x`` fit this cell."""

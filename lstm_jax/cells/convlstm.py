@@ -35,7 +35,6 @@ from lstm_jax.cells.base import CellBase, cast_floats
 from lstm_jax.cells.lstm import LSTMGates, LSTMState
 from lstm_jax.core.checks import Problems
 from lstm_jax.core.ops import lead
-from lstm_jax.core.validate import check_int, check_key
 
 
 class ConvLSTMParams(NamedTuple):
@@ -127,8 +126,7 @@ class ConvLSTMCell(CellBase):
         Each gate's kernel is Glorot-uniform with fan-in ``kh * kw * C`` (or ``F``) and fan-out
         ``kh * kw * F``, as for a separate ``Conv2D`` per gate.
         """
-        key = check_key("ConvLSTMCell.init", "key", key)
-        input_size = check_int("ConvLSTMCell.init", "input_size", input_size)
+        key, input_size = self.init_args(key, input_size)
         F, dt = self.hidden_size, self.param_dtype
         k_x, k_h = jax.random.split(key)
         b = None

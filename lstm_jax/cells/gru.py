@@ -28,7 +28,6 @@ from lstm_jax.cells.base import CellBase, cast_floats
 from lstm_jax.core.activations import Activation
 from lstm_jax.core.initializers import Initializer, gate_blocks
 from lstm_jax.core.ops import lead, matmul
-from lstm_jax.core.validate import check_int, check_key
 
 
 class GRUParams(NamedTuple):
@@ -97,8 +96,7 @@ class GRUCell(CellBase):
         return GRUParams
 
     def init(self, key: jax.Array, input_size: int) -> GRUParams:
-        key = check_key("GRUCell.init", "key", key)
-        input_size = check_int("GRUCell.init", "input_size", input_size)
+        key, input_size = self.init_args(key, input_size)
         H, dt = self.hidden_size, self.param_dtype
         k_x, k_h = jax.random.split(key)
         kinit, rinit = self.initializer_of("kernel_init"), self.initializer_of("recurrent_init")

@@ -31,7 +31,6 @@ from lstm_jax.cells.base import CellBase, cast_floats
 from lstm_jax.core.activations import Activation
 from lstm_jax.core.initializers import Initializer, gate_blocks
 from lstm_jax.core.ops import layer_norm, lead, matmul
-from lstm_jax.core.validate import check_int, check_key
 
 
 class LSTMState(NamedTuple):
@@ -233,8 +232,7 @@ class LSTMCell(CellBase):
     # -- the three pure functions ---------------------------------------------------------------
     def init(self, key: jax.Array, input_size: int) -> LSTMParams:
         """Draws ``LSTMParams`` for inputs of size ``input_size``."""
-        where = f"{type(self).__name__}.init"
-        key, input_size = check_key(where, "key", key), check_int(where, "input_size", input_size)
+        key, input_size = self.init_args(key, input_size)
         H, P, G, dt = self.hidden_size, self.output_size, self.n_gates, self.param_dtype
         k_x, k_h, k_p, k_b = jax.random.split(key, 4)
         kinit, rinit = self.initializer_of("kernel_init"), self.initializer_of("recurrent_init")

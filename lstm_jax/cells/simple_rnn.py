@@ -17,7 +17,6 @@ from lstm_jax.cells.base import CellBase, cast_floats
 from lstm_jax.core.activations import Activation
 from lstm_jax.core.initializers import Initializer
 from lstm_jax.core.ops import lead, matmul
-from lstm_jax.core.validate import check_int, check_key
 
 
 class SimpleRNNParams(NamedTuple):
@@ -61,8 +60,7 @@ class SimpleRNNCell(CellBase):
         return SimpleRNNParams
 
     def init(self, key: jax.Array, input_size: int) -> SimpleRNNParams:
-        key = check_key("SimpleRNNCell.init", "key", key)
-        input_size = check_int("SimpleRNNCell.init", "input_size", input_size)
+        key, input_size = self.init_args(key, input_size)
         H, dt = self.hidden_size, self.param_dtype
         k_x, k_h = jax.random.split(key)
         kinit, rinit = self.initializer_of("kernel_init"), self.initializer_of("recurrent_init")
