@@ -717,6 +717,11 @@ CORE = [
     case("Dense", lambda: lj.Dense(np.int64(0)), ValueError, r"`features` must be a positive"),
     case("Dense", lambda: lj.Dense(2, dtype="int8"), TypeError, r"floating dtype"),
     case("Dense", lambda: lj.Dense(2).init(None, 3), TypeError, r"`key` must be a PRNG key"),
+    case("sLSTMCell", lambda: lj.sLSTMCell(8).init(42, 3), TypeError, r"`sLSTMCell.init`: `key`"),
+    case("mLSTMCell", lambda: lj.mLSTMCell(8).init(42, 3), TypeError, r"`mLSTMCell.init`: `key`"),
+    case("minLSTMCell", lambda: lj.minLSTMCell(8).init(7, 3), TypeError, r"`key` must be a PRNG"),
+    case("minGRUCell", lambda: lj.minGRUCell(8).init("k", 3), TypeError, r"`key` must be a PRNG"),
+    case("AdditiveAttention", lambda: lj.AdditiveAttention(4).init(1, 3), TypeError, r"`key`"),
 ]
 
 

@@ -26,6 +26,7 @@ from lstm_jax.cells.slstm import cast
 from lstm_jax.core.checks import check_size, check_step
 from lstm_jax.core.initializers import Initializer, gate_blocks, resolve_initializer
 from lstm_jax.core.ops import lead
+from lstm_jax.core.validate import check_key
 
 
 class MinRNNParams(NamedTuple):
@@ -67,6 +68,7 @@ class _MinCell:
     def init(self, key: jax.Array, input_size: int) -> MinRNNParams:
         where = type(self).__name__
         check_size(f"{where}.init", "input_size", input_size)
+        key = check_key(f"{where}.init", "key", key)
         H, dt = self.hidden_size, self.param_dtype
         kinit = resolve_initializer(self.kernel_init, H, where, "kernel_init")
         w_x = gate_blocks(kinit, key, input_size, H, self.n_blocks, dt)

@@ -30,6 +30,7 @@ from lstm_jax.cells.slstm import cast
 from lstm_jax.core.checks import check_size, check_step
 from lstm_jax.core.initializers import Initializer, gate_blocks, resolve_initializer
 from lstm_jax.core.ops import lead
+from lstm_jax.core.validate import check_key
 
 FORGET_GATES = ("sigmoid", "exp")
 
@@ -150,6 +151,7 @@ class mLSTMCell:
 
     def init(self, key: jax.Array, input_size: int) -> mLSTMParams:
         check_size("mLSTMCell.init", "input_size", input_size)
+        key = check_key("mLSTMCell.init", "key", key)
         H, NH, dt = self.hidden_size, self.num_heads, self.param_dtype
         kinit = resolve_initializer(self.kernel_init, H, "mLSTMCell", "kernel_init")
         w_qkvo = gate_blocks(kinit, key, input_size, H, 4, dt)

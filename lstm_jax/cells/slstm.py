@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from lstm_jax.core.checks import check_size, check_step
 from lstm_jax.core.initializers import Initializer, gate_blocks, resolve_initializer
 from lstm_jax.core.ops import lead
+from lstm_jax.core.validate import check_key
 
 FORGET_GATES = ("sigmoid", "exp")
 
@@ -127,6 +128,7 @@ class sLSTMCell:
 
     def init(self, key: jax.Array, input_size: int) -> sLSTMParams:
         check_size("sLSTMCell.init", "input_size", input_size)
+        key = check_key("sLSTMCell.init", "key", key)
         H, NH, D, dt = self.hidden_size, self.num_heads, self.head_size, self.param_dtype
         k_x, k_r = jax.random.split(key)
         kinit = resolve_initializer(self.kernel_init, H, "sLSTMCell", "kernel_init")

@@ -8,6 +8,7 @@ expected and why, and what arrived.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import jax
@@ -98,7 +99,7 @@ def _is_shape(s: Any) -> bool:
 
 def check_size(where: str, name: str, value: Any) -> None:
     """Raises unless ``value`` is a positive int (a layer size, a count)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"`{where}`: `{name}` must be a positive int; got {value!r}.")
 
 

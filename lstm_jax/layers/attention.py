@@ -52,6 +52,7 @@ from lstm_jax.core.checks import (
 )
 from lstm_jax.core.initializers import Initializer, resolve_initializer
 from lstm_jax.core.ops import lead
+from lstm_jax.core.validate import check_key
 from lstm_jax.sequence.masks import sequence_mask
 
 
@@ -105,6 +106,7 @@ class AdditiveAttention:
 
     def init(self, key: jax.Array, input_size: int) -> AttentionParams:
         check_size("AdditiveAttention.init", "input_size", input_size)
+        key = check_key("AdditiveAttention.init", "key", key)
         A, dt = self.attention_size, self.param_dtype
         init = resolve_initializer(self.kernel_init, A, "AdditiveAttention", "kernel_init")
         k_w, k_v = jax.random.split(key)
