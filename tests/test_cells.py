@@ -195,7 +195,7 @@ def test_gates_are_returned_and_consistent():
     cell = lj.LSTMCell(5)
     params = randomize(cell.init(jax.random.key(0), 3), jax.random.key(1))
     carry = cell.initial_carry((2,))
-    x = jax.random.normal(jax.random.key(2), (2, 3))
+    x = jax.random.normal(jax.random.key(2), (2, 3), jnp.float32)  # the params' dtype
     new, g = cell.gates(params, carry, x)
     np.testing.assert_allclose(g.c, g.f * carry.c + g.i * g.g, rtol=1e-6)
     np.testing.assert_allclose(g.h, g.o * jnp.tanh(g.c), rtol=1e-6)

@@ -92,7 +92,7 @@ def test_any_leading_batch_dims(batch_shape):
 def test_jit_vmap_and_python_loop_agree():
     cell = lj.LSTMCell(4)
     params = randomize(cell.init(jax.random.key(0), 3), jax.random.key(1))
-    xs = jax.random.normal(jax.random.key(2), (5, 7, 3))
+    xs = jax.random.normal(jax.random.key(2), (5, 7, 3), jnp.float32)  # the params' dtype
     lengths = jnp.array([7, 1, 4, 0, 6])
     eager = lj.scan(cell, params, xs, lengths=lengths)
     jitted = jax.jit(functools.partial(lj.scan, cell))(params, xs, lengths=lengths)
