@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from lstm_jax.core.activations import Activation, resolve_activation
-from lstm_jax.core.checks import check_step
+from lstm_jax.core.checks import check_size, check_step
 from lstm_jax.core.dtypes import compute_dtypes
 from lstm_jax.core.initializers import Initializer, resolve_initializer
 from lstm_jax.core.validate import check_bool, check_dtype, check_float, check_int, check_key
@@ -102,3 +102,22 @@ def cast_floats(tree: Any, dtype: Any) -> Any:
 
 def _set(obj: Any, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)  # frozen dataclass: normalise a field in __post_init__
+
+
+FORGET_GATES = ("sigmoid", "exp")
+
+
+def check_heads(where: str, hidden_size: Any, num_heads: Any, forget_gate: Any) -> None:
+    """The options the xLSTM cells share: sizes, heads dividing ``hidden_size``, forget gate."""
+    check_size(where, "hidden_size", hidden_size)
+    check_size(where, "num_heads", num_heads)
+    if hidden_size % num_heads:
+        raise ValueError(
+            f"`{where}`: `num_heads` must divide `hidden_size` (each head owns "
+            f"hidden_size / num_heads units); got hidden_size={hidden_size}, "
+            f"num_heads={num_heads}."
+        )
+    if forget_gate not in FORGET_GATES:
+        raise ValueError(
+            f"`{where}`: `forget_gate` must be one of {FORGET_GATES}; got {forget_gate!r}."
+        )

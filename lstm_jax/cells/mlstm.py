@@ -26,13 +26,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from lstm_jax.cells.base import check_heads
 from lstm_jax.cells.slstm import cast
 from lstm_jax.core.checks import check_size, check_step
 from lstm_jax.core.initializers import Initializer, gate_blocks, resolve_initializer
 from lstm_jax.core.ops import lead
 from lstm_jax.core.validate import check_key
-
-FORGET_GATES = ("sigmoid", "exp")
 
 
 class mLSTMParams(NamedTuple):
@@ -120,18 +119,7 @@ class mLSTMCell:
 
     def __post_init__(self):
         where = type(self).__name__
-        check_size(where, "hidden_size", self.hidden_size)
-        check_size(where, "num_heads", self.num_heads)
-        if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"`{where}`: `num_heads` must divide `hidden_size` (each head owns "
-                f"hidden_size / num_heads units); got hidden_size={self.hidden_size}, "
-                f"num_heads={self.num_heads}."
-            )
-        if self.forget_gate not in FORGET_GATES:
-            raise ValueError(
-                f"`{where}`: `forget_gate` must be one of {FORGET_GATES}; got {self.forget_gate!r}."
-            )
+        check_heads(where, self.hidden_size, self.num_heads, self.forget_gate)
         resolve_initializer(self.kernel_init, self.hidden_size, where, "kernel_init")
 
     @property
