@@ -42,3 +42,13 @@ def test_table_and_command_line(capsys):
 def test_unknown_cell():
     with pytest.raises(ValueError, match=r"`adding_experiment`: `cells` must be names from"):
         adding_experiment(("lstm", "transformer"))
+
+
+def test_the_application_runs_the_experiments(capsys):
+    from lstm_jax.cli import main as app
+
+    args = ["--T", "6", "--hidden", "4", "--steps", "2", "--batch", "4", "--cells", "gru"]
+    assert app(["experiments", "adding", *args]) == 0
+    assert "Adding problem, T=6" in capsys.readouterr().out
+    assert app(["experiments", "no-such-experiment"]) == 2
+    assert "invalid choice: 'no-such-experiment'" in capsys.readouterr().err

@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--mono", choices=("error", "mean"), default="error", help="stereo files")
     tc.add_argument("--timing", action="store_true", help="print the decoding time on stderr")
     export_command.add_parser(sub)
+    ex = sub.add_parser(
+        "experiments",
+        help="the papers' experiments: `lstm-jax experiments reproduce [--quick]`, ...",
+        add_help=False,
+    )
+    ex.add_argument("rest", nargs=argparse.REMAINDER, help="an experiment and its options")
     return parser
 
 
@@ -143,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         t0 = time.perf_counter()
+        if args.command == "experiments":
+            from lstm_jax.cli import experiments  # loads the experiments only when asked
+
+            experiments.main(args.rest or ["--help"], prog="lstm-jax experiments")
+            return 0
         run = export_command.export if args.command == "export" else getattr(commands, args.command)
         run(args)
         if args.command == "train":

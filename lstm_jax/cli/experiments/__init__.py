@@ -1,4 +1,5 @@
-"""The experiments' command, ``python -m lstm_jax.experiments NAME [options]``.
+"""The experiments' command, ``python -m lstm_jax.experiments NAME [options]``
+(also ``lstm-jax experiments NAME [options]``).
 
 Each experiment is a module of this package with ``NAME``, ``HELP``, ``add_arguments(parser)``
 and ``run(args)``; listing it in ``EXPERIMENTS`` makes it a subcommand.
@@ -15,10 +16,10 @@ from lstm_jax.cli.experiments import adding, reproduce
 EXPERIMENTS = (adding, reproduce)
 
 
-def main(argv: Sequence[str] | None = None) -> Any:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m lstm_jax.experiments") -> Any:
     """Parses ``argv`` (default ``sys.argv[1:]``), runs that experiment, returns its result."""
     parser = argparse.ArgumentParser(
-        prog="python -m lstm_jax.experiments",
+        prog=prog,
         description="Experiments behind the article's claims, with their results printed.",
     )
     sub = parser.add_subparsers(dest="experiment", required=True)
