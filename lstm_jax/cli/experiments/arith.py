@@ -32,9 +32,10 @@ TASKS = {
 }
 PAPER = {
     "adding": "T=100: 1/2560 test sequences wrong after 74,000 training sequences "
-    "(T=500: 0/2560 after 209,000; T=1000: 1/2560 after 853,000); 2 blocks of 2 cells",
+    "(T=500: 0/2560 after 209,000; T=1000: 1/2560 after 853,000); 2 blocks of 2 cells, "
+    "93 weights, means of 10 trials",
     "multiplication": "T=100: 139/2560 wrong after 482,000 sequences, 14/2560 after "
-    "1,273,000; 2 blocks of 2 cells",
+    "1,273,000; 2 blocks of 2 cells, 93 weights, means of 10 trials",
 }
 TOLERANCE = 0.04  # the papers' criterion of a correctly processed sequence
 N_TEST = 2560

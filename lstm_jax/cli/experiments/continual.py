@@ -36,9 +36,10 @@ from lstm_jax.sequence.scan import scan
 from lstm_jax.training.ensemble import init_ensemble
 
 PAPER = (
-    "without resets the 1997 LSTM solves 0% of runs (with resets at string ends: 74%); "
-    "with forget gates 18% (62% with a decaying learning rate); the 1997 cell's state "
-    "grows linearly, the forget gate's stays bounded"
+    "of 100 networks (solved: 10 streams of 100,000 symbols without an error), the 1997 "
+    "LSTM solves 0% without resets (74% with external resets); with forget gates 18% (62% "
+    "with a decaying learning rate); the 1997 cell's state tends to grow linearly, the "
+    "forget-gate cells learn to reset themselves"
 )
 WARM_UP = 200  # test symbols drawn beyond `length`: enough for the first string to end
 CELLS = {

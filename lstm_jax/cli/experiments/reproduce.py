@@ -56,6 +56,10 @@ FULL = {
     "continual": dict(steps=5000, batch=16, chunk=50, seeds=10, lr=3e-2, test_length=100_000),
     "le": dict(T=200, steps=3000, batch=64, seeds=5, lr=1e-2),
 }
+SOURCES = (
+    "The paper column quotes Hochreiter & Schmidhuber (1997), Tables 1, 2, 7 and 8 and the text "
+    "of experiment 2b, and Gers, Schmidhuber & Cummins (2000), Table 2."
+)
 QUICK_TASKS = TASKS  # the Le et al. variant has its own test (tests/test_experiments.py)
 LE_PAPER = (
     "Le et al. 2015 (values in [0, 1], fixed length, MSE; predicting 1 scores 0.167): "
@@ -184,6 +188,8 @@ def results_markdown(rows, flows, *, mode, minutes, figure=None) -> str:
         "",
         format_table(rows),
         "",
+        SOURCES,
+        "",
         "## Gradient norm versus lag (Bengio, Simard & Frasconi 1994)",
         "",
         "`||dy_T / dx_{T-k}||` of each trained model's cell (seed 0), mean over 8 test "
@@ -262,7 +268,13 @@ def readme_section(rows, *, mode, minutes) -> str:
             f"next to what was measured. This table is from the {mode} mode ({minutes:.1f} "
             "minutes on the project's shared 2-core CPU); the protocol, its differences from "
             "the papers' and the gradient-norm-versus-lag table are in "
-            "[docs/reproductions.md](docs/reproductions.md).",
+            "[docs/reproductions.md](docs/reproductions.md). " + SOURCES
+            + (
+                " The full mode (no `--quick`: 10 seeds, up to 20,000 steps, lags up to "
+                "p=1000) needs some 20-50 times the quick mode's compute per task."
+                if mode == "quick"
+                else ""
+            ),
             "",
             format_table(rows),
         ]
