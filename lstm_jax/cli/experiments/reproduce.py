@@ -268,7 +268,8 @@ def readme_section(rows, *, mode, minutes) -> str:
             f"next to what was measured. This table is from the {mode} mode ({minutes:.1f} "
             "minutes on the project's shared 2-core CPU); the protocol, its differences from "
             "the papers' and the gradient-norm-versus-lag table are in "
-            "[docs/reproductions.md](docs/reproductions.md). " + SOURCES
+            "[docs/reproductions.md](docs/reproductions.md). "
+            + SOURCES
             + (
                 " The full mode (no `--quick`: 10 seeds, up to 20,000 steps, lags up to "
                 "p=1000) needs some 20-50 times the quick mode's compute per task."
