@@ -13,6 +13,7 @@ from lstm_jax.data.reber import (
     encode_reber,
     reber_next_symbols,
 )
+from lstm_jax.data.recall import Recall, mqar
 from lstm_jax.data.series import BUILTIN, Series, load_csv, load_series
 from lstm_jax.data.speech import SpeechCorpus, Utterance, load_speech, load_speech_folder
 from lstm_jax.data.synthetic import (
@@ -36,6 +37,7 @@ from lstm_jax.data.windows import (
 __all__ = [
     "BUILTIN",
     "Normalizer",
+    "Recall",
     "Series",
     "SpeechCorpus",
     "Utterance",
@@ -49,6 +51,7 @@ __all__ = [
     "load_speech",
     "load_speech_folder",
     "load_text",
+    "mqar",
     "normalize",
     "pad_sequences",
     "sliding_windows",

@@ -11,9 +11,9 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from lstm_jax.cli.experiments import adding, reproduce
+from lstm_jax.cli.experiments import adding, modern, reproduce
 
-EXPERIMENTS = (adding, reproduce)
+EXPERIMENTS = (adding, reproduce, modern)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m lstm_jax.experiments") -> Any:
