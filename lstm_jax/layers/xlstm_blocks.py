@@ -6,10 +6,10 @@ residual connection, ``ys = xs + f(LN(xs))``; ``carry`` is the final state of th
 * :class:`mLSTMBlock` (pre up-projection): ``x, z = LN(xs) W_up`` (``E -> 2 I``, ``I`` =
   ``proj_factor * E`` rounded up to a multiple of ``round_to``); ``c = SiLU(conv(x))`` (a causal
   depthwise convolution); the mLSTM cell reads ``q, k`` from ``c`` and ``v`` from ``x``, by
-  block-diagonal maps of ``qkv_blocksize`` units, and its gates ``i, f`` from all of them; it
-  runs through :func:`lstm_jax.parallel_scan` (chunkwise) or :func:`lstm_jax.scan`; its head-
-  normalised output gets a learnable skip ``+ s * c`` and the output gate ``* SiLU(z)``, then
-  ``W_down`` (``I -> E``).
+  block-diagonal maps of ``qkv_blocksize`` units, and its gates ``i, f`` from ``[q, k, v]``
+  (``w_gates``); it runs through :func:`lstm_jax.parallel_scan` (chunkwise) or
+  :func:`lstm_jax.scan`; its head-normalised output gets a learnable skip ``+ s * c`` and the
+  output gate ``* SiLU(z)``, then ``W_down`` (``I -> E``).
 * :class:`sLSTMBlock` (post up-projection): ``c = SiLU(conv(LN(xs)))``; the sLSTM cell reads its
   gates ``i, f`` from ``c`` and ``z, o`` from ``LN(xs)`` by block-diagonal maps per head, runs
   through :func:`lstm_jax.scan`, and its output is group-normalised per head; then a second
@@ -18,8 +18,14 @@ residual connection, ``ys = xs + f(LN(xs))``; ``carry`` is the final state of th
 The cells' input is ``[c, x]`` (``2I`` or ``2E`` features) and their ``w_x`` is multiplied by a
 constant 0/1 mask that keeps exactly the block-diagonal structure above (so the masked
 entries get zero gradient and never matter). This is the structure of NX-AI's ``xlstm``
-package (``mLSTMLayer``, ``sLSTMLayer``, ``xLSTMBlock``); its gates read the projected
-``[q, k, v]``, a linear map of ``[c, x]``, so its weights convert exactly.
+package (``mLSTMLayer``, ``sLSTMLayer``, ``xLSTMBlock``), parameter for parameter, so weights
+convert exactly both ways (:mod:`lstm_jax.interop.xlstm_weights`) and a gradient step equals the
+package's. In particular the mLSTM gates, like the package's ``igate``/``fgate``, hold weights
+``w_gates: (3I, 2NH)`` on ``[q, k, v]``: :meth:`mLSTMBlock.apply` composes them with the cell's
+``q, k, v`` blocks into the cell's ``i, f`` columns, ``[c, x] W_qkv w_gates``, so ``W_q, W_k,
+W_v`` also get the gates' share of the gradient. (Params with ``w_gates=None``, the form before
+this field existed, use the ``i, f`` columns of the cell's ``w_x`` on ``[c, x]`` instead: the
+same functions, but another parametrisation, whose gradients differ from the package's.)
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ class mLSTMBlockParams(NamedTuple):
     cell: mLSTMParams  # w_x: (2I, 4I + 2NH) on [c, x], masked to the block structure
     skip: jax.Array  # (I,) learnable skip of c
     w_down: jax.Array  # (I, E)
+    # (3I, 2NH) gates i, f (NH columns each) on [q, k, v]; they replace the i, f columns of
+    # cell.w_x. None: those columns (on [c, x]) are the gates' weights (the older form).
+    w_gates: jax.Array | None = None
 
 
 class sLSTMBlockParams(NamedTuple):
@@ -173,7 +182,11 @@ class mLSTMBlock:
         )  # fmt: skip
 
     def cell_mask(self) -> tuple[np.ndarray, np.ndarray]:
-        """0/1 masks of the cell's ``w_x: (2I, 4I + 2NH)`` and ``b``: q, k from c, v from x."""
+        """0/1 masks of the cell's ``w_x: (2I, 4I + 2NH)`` and ``b``: q, k from c, v from x.
+
+        The ``i, f`` columns are kept (all ones); they are the gates' weights only when
+        ``params.w_gates`` is None, and are overwritten by ``W_qkv w_gates`` otherwise.
+        """
         I, NH = self.inner_dim, self.num_heads
         bd, zero = block_diagonal(I, self.qkv_blocksize), np.zeros((I, I))
         top = np.concatenate([bd, bd, zero, zero, np.ones((I, 2 * NH))], axis=1)  # rows of c
@@ -196,6 +209,7 @@ class mLSTMBlock:
             cell=cell,
             skip=jnp.ones((I,), dt),
             w_down=small_init(k_down, (I, E), I, dt),
+            w_gates=jnp.zeros((3 * I, 2 * self.num_heads), dt),  # zero, as the package's gates
         )
 
     def apply(self, params: mLSTMBlockParams, xs: jax.Array):
@@ -206,10 +220,12 @@ class mLSTMBlock:
         x, z = up[..., :I], up[..., I:]
         c = jax.nn.silu(causal_conv(x, params.conv_w, params.conv_b))  # (..., T, I)
         w_mask, b_mask = self.cell_mask()
-        cp = params.cell._replace(
-            w_x=params.cell.w_x * w_mask.astype(params.cell.w_x.dtype),
-            b=params.cell.b * b_mask.astype(params.cell.b.dtype),
-        )
+        w_x = params.cell.w_x * w_mask.astype(params.cell.w_x.dtype)  # (2I, 4I + 2NH)
+        if params.w_gates is not None:  # gates on [q, k, v] = [c, x] W_qkv, as in the package
+            check_gates(params.w_gates, (3 * I, 2 * self.num_heads))
+            gates = w_x[:, : 3 * I] @ params.w_gates.astype(w_x.dtype)  # (2I, 2NH)
+            w_x = jnp.concatenate([w_x[:, : 4 * I], gates], axis=-1)
+        cp = params.cell._replace(w_x=w_x, b=params.cell.b * b_mask.astype(params.cell.b.dtype))
         cell_in = jnp.concatenate([c, x], axis=-1)  # (..., T, 2I)
         if self.form == "chunkwise":
             carry, h = parallel_scan(self.cell, cp, cell_in, chunk_size=self.chunk_size)
@@ -310,4 +326,12 @@ def check_embedding(where: str, embedding_dim: int, input_size: Any) -> None:
         raise ValueError(
             f"`{where}`: `input_size` must equal embedding_dim={embedding_dim} (the residual "
             f"adds the block's output to its input); got input_size={input_size}."
+        )
+
+
+def check_gates(w_gates: Any, shape: tuple[int, int]) -> None:
+    if getattr(w_gates, "shape", None) != shape:
+        raise ValueError(
+            f"`mLSTMBlock.apply`: `params.w_gates` must have shape {shape} (the gates i, f on "
+            f"[q, k, v]); got {getattr(w_gates, 'shape', type(w_gates).__name__)}."
         )
