@@ -50,23 +50,29 @@ def test_both_modes_match_numpy(cell, batch):
     xs = jax.random.normal(jax.random.key(2), (*batch, 11, 4), FLOAT)
     h0 = jax.random.normal(jax.random.key(3), (*batch, 6), FLOAT)  # negative entries too
     _, ys = lj.scan(cell, params, xs, h0)
-    h_p, ys_p = lj.parallel_scan(cell, params, xs, h0)
+    h_p, ys_p = lj.parallel_scan(cell, params, xs, h0)  # one chunk (11 < 16)
+    h_c, ys_c = lj.parallel_scan(cell, params, xs, h0, chunk_size=4)  # 3 chunks, the last short
     flat_x, flat_h0 = xs.reshape(-1, 11, 4), h0.reshape(-1, 6)
     for e in range(flat_x.shape[0]):
         want = reference(cell, params, flat_x[e], flat_h0[e])
         assert_close(ys.reshape(-1, 11, 6)[e], want)
         assert_close(ys_p.reshape(-1, 11, 6)[e], want)
+        assert_close(ys_c.reshape(-1, 11, 6)[e], want)
     assert_close(h_p, ys[..., -1, :])
+    assert_close(h_c, ys[..., -1, :])
 
 
+@pytest.mark.parametrize("chunk_size", [None, 2, 4, 100])
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: type(c).__name__)
-def test_lengths_and_time_major_agree_with_scan(cell):
+def test_lengths_and_time_major_agree_with_scan(cell, chunk_size):
     params = randomize(cell.init(jax.random.key(0), 3), jax.random.key(1))
     xs = jax.random.normal(jax.random.key(2), (9, 4, 3))  # time-major (T, B, I)
     lengths = jnp.array([9, 5, 1, 0])
     xs = xs.at[6:, 1].set(jnp.nan)  # padding must not reach the outputs
     c_s, y_s = lj.scan(cell, params, xs, lengths=lengths, time_major=True)
-    c_p, y_p = lj.parallel_scan(cell, params, xs, lengths=lengths, time_major=True)
+    c_p, y_p = lj.parallel_scan(
+        cell, params, xs, lengths=lengths, time_major=True, chunk_size=chunk_size
+    )
     assert y_p.shape == (9, 4, 6)
     assert_close(y_p, y_s, rtol=1e-5, atol=1e-6)
     assert_close(c_p, c_s, rtol=1e-5, atol=1e-6)
@@ -101,9 +107,8 @@ def test_stable_and_equal_at_ten_thousand_steps(cell):
     _, y_s = lj.scan(cell, params, xs)
     _, y_p = jax.jit(lambda p, x: lj.parallel_scan(cell, p, x))(params, xs)
     assert_close(y_p, y_s, rtol=1e-4, atol=1e-5)
-    grads = jax.grad(lambda p, x: jnp.sum(lj.parallel_scan(cell, p, x)[1]), argnums=(0, 1))(
-        params, xs
-    )
+    loss = lambda p, x: jnp.sum(lj.parallel_scan(cell, p, x)[1])  # noqa: E731
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, xs)
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
 
 

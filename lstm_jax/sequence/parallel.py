@@ -57,9 +57,11 @@ def parallel_scan(
       carry: the initial carry for batch ``...``; zeros when None.
       lengths: optional integer array of shape ``...`` with values in ``[0, T]``.
       time_major: the layout of ``xs`` and of the returned ``ys``.
-      chunk_size: mLSTM only: the chunk length ``L`` of the chunkwise form; ``L >= T`` is the
-        parallel form. None is ``L = 64`` (the parallel form up to ``T = 64``).
-        The minLSTM/minGRU scan has no chunks and ignores it.
+      chunk_size: the chunk length ``L``. mLSTM: of the chunkwise form; ``L >= T`` is the
+        parallel form; None is ``L = 64`` (the parallel form up to ``T = 64``).
+        minLSTM/minGRU: the associative scan runs within chunks of ``L`` steps and a loop
+        carries the state across them, so compile time does not grow with ``T``; None is
+        ``L = 16``. Every ``L`` gives the same numbers to float tolerance.
 
     Returns:
       ``(carry, ys)``, as :func:`lstm_jax.scan` returns them.
@@ -95,13 +97,16 @@ def parallel_scan(
         L = chunk_size or DEFAULT_CHUNK
         carry, ys = mlstm_chunkwise(cell, params, xs_b, carry, valid, min(L, T))
     else:
-        carry, ys = min_rnn_scan(cell, params, xs_b, carry, valid)
+        carry, ys = min_rnn_scan(cell, params, xs_b, carry, valid, chunk_size or MIN_RNN_CHUNK)
     if lengths is not None:  # out-of-range lengths under jit: NaN carry and outputs, as `scan`
         bad = jnp.any((lengths < 0) | (lengths > T))
         carry, ys = jax.tree.map(
             lambda a: jnp.where(bad, jnp.full_like(a, jnp.nan), a), (carry, ys)
         )
     return carry, (jnp.moveaxis(ys, -2, 0) if time_major else ys)
+
+
+MIN_RNN_CHUNK = 16  # minLSTM/minGRU: the chunk length; on CPU the fastest to compile and to run
 
 
 def check_parallel(cell: Any, chunk_size: Any) -> None:
@@ -176,21 +181,48 @@ def mlstm_parallel(cell, params, u: mLSTMInputs, carry: mLSTMState, valid):
     return mLSTMState(c=c, n=n, m=m_T), h
 
 
-def min_rnn_scan(cell, params, xs, h0: jax.Array, valid):
-    """``h_t = a_t h_{t-1} + b_t`` by an associative scan on logs; ``-> (h_T, hs)``."""
+def min_rnn_scan(cell, params, xs, h0: jax.Array, valid, L: int = MIN_RNN_CHUNK):
+    """``h_t = a_t h_{t-1} + b_t``; ``-> (h_T, hs)``.
+
+    The steps are cut into chunks of ``L``. Within every chunk at once, an associative scan on
+    ``(log a, log b)`` gives ``h_t = A_t h_start + B_t`` (Heinsen 2023); a loop over the
+    ``T / L`` chunks then carries ``h_start`` from chunk to chunk. The scan's depth, and so its
+    compile time, depends on ``L`` and not on ``T``.
+    """
     log_a, log_b = cell.log_coefficients(params, xs)  # (..., T, H) each
     if valid is not None:  # a padded step: a = 1, b = 0
         ok = valid[..., None]
         log_a = jnp.where(ok, log_a, jnp.zeros_like(log_a))
         log_b = jnp.where(ok, log_b, -jnp.inf)
+    T, nb = xs.shape[-2], xs.ndim - 2
+    if T == 0:
+        return h0, jnp.zeros(xs.shape[:-1] + h0.shape[-1:], h0.dtype)
+    L = min(L, T)
+    pad = -T % L
+    if pad:  # padded steps: a = 1, b = 0, so they carry h unchanged
+        widths = [(0, 0)] * nb + [(0, pad), (0, 0)]
+        log_a = jnp.pad(log_a, widths)
+        log_b = jnp.pad(log_b, widths, constant_values=-jnp.inf)
+    n_chunks = (T + pad) // L
+
+    def chunks(a):  # (..., NC * L, H) -> (..., NC, L, H)
+        return a.reshape(*a.shape[:nb], n_chunks, L, a.shape[-1])
 
     def combine(e1, e2):
         (a1, b1), (a2, b2) = e1, e2
         return a1 + a2, jnp.logaddexp(a2 + b1, b2)
 
-    log_A, log_B = jax.lax.associative_scan(combine, (log_a, log_b), axis=xs.ndim - 2)
-    hs = jnp.exp(log_A) * h0[..., None, :] + jnp.exp(log_B)  # (..., T, H)
-    carry = hs[..., -1, :] if hs.shape[-2] else h0
+    log_A, log_B = jax.lax.associative_scan(combine, (chunks(log_a), chunks(log_b)), axis=nb + 1)
+    A, B = jnp.exp(log_A), jnp.exp(log_B)  # (..., NC, L, H): h_t = A_t h_start + B_t
+
+    def across(h, ends):  # one chunk: its start state -> its end state
+        a_end, b_end = ends
+        return a_end * h + b_end, h
+
+    ends = (jnp.moveaxis(A[..., -1, :], nb, 0), jnp.moveaxis(B[..., -1, :], nb, 0))
+    carry, starts = jax.lax.scan(across, h0, ends)  # starts: (NC, ..., H)
+    hs = A * jnp.moveaxis(starts, 0, nb)[..., None, :] + B  # (..., NC, L, H)
+    hs = hs.reshape(*hs.shape[:nb], n_chunks * L, hs.shape[-1])[..., :T, :]
     if valid is not None:
         hs = jnp.where(valid[..., None], hs, jnp.zeros_like(hs))
     return carry, hs
