@@ -13,8 +13,6 @@ from jax.test_util import check_grads
 
 import lstm_jax as lj
 
-pytestmark = pytest.mark.x64
-
 I, H, T = 3, 5, 7
 
 
@@ -49,15 +47,18 @@ def _assert_same(cell, params, xs, carry, bptt_kw=None, **kw):
         assert_close(a, b)
 
 
-@pytest.mark.parametrize("batch", [(), (2,), (2, 3)])
-@pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("time_major", [False, True])
+# every batch rank, reverse and time_major each seen with and without the others (pairwise)
+@pytest.mark.parametrize(
+    "batch, reverse, time_major",
+    [((), False, False), ((2,), True, False), ((2, 3), False, True), ((2,), True, True)],
+)
 def test_equals_autodiff_outputs_carry_and_grads(batch, reverse, time_major):
     cell = lj.LSTMCell(H, param_dtype=FLOAT)
     params, xs, carry = _setup(cell, batch, time_major)
     _assert_same(cell, params, xs, carry, reverse=reverse, time_major=time_major)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("time_major", [False, True])
 def test_equals_autodiff_with_lengths(reverse, time_major):
@@ -67,6 +68,7 @@ def test_equals_autodiff_with_lengths(reverse, time_major):
     _assert_same(cell, params, xs, carry, lengths=lengths, reverse=reverse, time_major=time_major)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize(
     "options",
     [{"use_bias": False}, {"forget_gate": False}, {"forget_gate": False, "use_bias": False}],
@@ -103,8 +105,8 @@ def test_both_product_layouts_equal_autodiff(input_size, forget_gate):
     _assert_same(cell, params, xs, carry, bptt_kw={"checkpoint_every": 3}, **kw)
 
 
-@pytest.mark.parametrize("k", [1, 3, 7])  # 3 leaves a partial last segment; 7 = T: unsegmented
-@pytest.mark.parametrize("reverse", [False, True])
+# 3 leaves a partial last segment; 7 = T: unsegmented
+@pytest.mark.parametrize("k, reverse", [(1, False), (3, True), (3, False), (7, True)])
 def test_checkpoint_every_equals_autodiff(k, reverse):
     cell = lj.LSTMCell(H, param_dtype=FLOAT)
     params, xs, carry = _setup(cell, (3,), False, seed=7)
@@ -113,7 +115,7 @@ def test_checkpoint_every_equals_autodiff(k, reverse):
     _assert_same(cell, params, xs, carry, bptt_kw={"checkpoint_every": k}, **kw)
 
 
-@pytest.mark.parametrize("unroll", [2, 7, True])
+@pytest.mark.parametrize("unroll", [2, True])  # True: the whole loop unrolled (7 = T)
 def test_unroll_equals_autodiff(unroll):
     cell = lj.LSTMCell(H, param_dtype=FLOAT)
     params, xs, carry = _setup(cell, (2,), True, seed=9)
@@ -152,6 +154,7 @@ def test_zero_length_sequence_falls_back_to_scan():
     assert ys.shape == (2, 0, H) and final.h.shape == (2, H)
 
 
+@pytest.mark.x64
 @pytest.mark.skipif(not X64, reason="finite differences need float64")
 @pytest.mark.parametrize("kw", [{}, {"lengths": jnp.array([4, 1]), "reverse": True}])
 def test_check_grads_against_finite_differences(kw):

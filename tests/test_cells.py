@@ -11,8 +11,6 @@ from reference import gru_step, lstm_step, rnn_step
 
 import lstm_jax as lj
 
-pytestmark = pytest.mark.x64
-
 LSTM_OPTIONS = [
     {},
     {"peephole": True},
@@ -24,6 +22,7 @@ LSTM_OPTIONS = [
 ]
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("options", LSTM_OPTIONS, ids=str)
 @pytest.mark.parametrize("batch_shape", [(), (2,), (2, 3)], ids=str)
 def test_lstm_step_matches_numpy(options, batch_shape):
@@ -57,6 +56,7 @@ def test_lstm_step_matches_numpy(options, batch_shape):
         assert_close(y[idx], h_ref)
 
 
+@pytest.mark.x64
 def test_lstm_hard_sigmoid_and_relu_activations():
     cell = lj.LSTMCell(4, gate_activation="hard_sigmoid", activation="relu", param_dtype=FLOAT)
     params = randomize(cell.init(jax.random.key(1), 3), jax.random.key(2))
@@ -81,6 +81,7 @@ def test_lstm_hard_sigmoid_and_relu_activations():
     assert_close(new.c, c_ref)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("reset_after", [True, False])
 @pytest.mark.parametrize("use_bias", [True, False])
 @pytest.mark.parametrize("batch_shape", [(), (3,)], ids=str)
@@ -104,6 +105,7 @@ def test_gru_step_matches_numpy(reset_after, use_bias, batch_shape):
         assert_close(y[idx], ref)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("batch_shape", [(), (2, 2)], ids=str)
 def test_simple_rnn_step_matches_numpy(batch_shape):
     cell = lj.SimpleRNNCell(5, param_dtype=FLOAT)

@@ -12,8 +12,6 @@ from reference import gru_step, lstm_step, run_sequence
 
 import lstm_jax as lj
 
-pytestmark = pytest.mark.x64
-
 
 def _numpy_step(cell, params):
     if isinstance(cell, lj.LSTMCell):
@@ -30,6 +28,7 @@ def _np_carry(cell, carry, idx):
     return np.asarray(carry, np.float64)[idx]
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize(
     "cell",
     [
@@ -121,6 +120,7 @@ def test_unroll_does_not_change_results(unroll):
     jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6), a, b)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize(
     "cell", [lj.LSTMCell(3), lj.GRUCell(3), lj.SimpleRNNCell(3)], ids=lambda c: c.short_repr()
 )
@@ -158,6 +158,7 @@ def test_lengths_out_of_range_under_jit_give_nan_not_silent_numbers():
     assert not bool(jnp.any(jnp.isnan(ys)))
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize(
     "cell",
     [

@@ -11,7 +11,6 @@ from test_readme import block, run
 
 import lstm_jax as lj
 
-pytestmark = pytest.mark.x64
 BATCH = [(), (2,), (2, 3)]
 only_x64 = pytest.mark.skipif(not X64, reason="float64 needs JAX_ENABLE_X64=1")
 
@@ -33,6 +32,7 @@ def test_embedding_is_a_row_lookup(batch):
     np.testing.assert_array_equal(out, np.asarray(params.table)[np.asarray(ids)])
 
 
+@pytest.mark.x64
 def test_embedding_gradient_is_a_scatter_add():
     embed = lj.Embedding(5, 2)
     params = embed.init(jax.random.key(0))
@@ -121,6 +121,7 @@ LAYERS = [
 ]
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("name, make, ref, Q", LAYERS, ids=[c[0] for c in LAYERS])
 @pytest.mark.parametrize("batch", [(4,), (2, 2)], ids=str)
 def test_attention_matches_numpy_and_masks_padding(name, make, ref, Q, batch):
@@ -164,6 +165,7 @@ def test_attention_broadcasts_every_decoder_step_at_once(name, make, ref, Q):
         assert_close(w[:, s], w_s)
 
 
+@pytest.mark.x64
 @only_x64
 @pytest.mark.parametrize("name, make, ref, Q", LAYERS, ids=[c[0] for c in LAYERS])
 def test_attention_gradients_and_float64(name, make, ref, Q):
