@@ -35,7 +35,8 @@ def free_port():
 
 
 def start_worker(devices, *args):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+    env = dict(os.environ, XLA_FLAGS=flags.strip())
     env["PYTHONPATH"] = os.pathsep.join([str(WORKER.parent.parent), env.get("PYTHONPATH", "")])
     env.pop("JAX_ENABLE_X64", None)
     cmd = [sys.executable, str(WORKER), *map(str, args)]
