@@ -8,10 +8,8 @@ import pytest
 
 from lstm_jax import (
     mLSTMBlock,
-    mLSTMBlockParams,
     mLSTMState,
     sLSTMBlock,
-    sLSTMBlockParams,
     sLSTMState,
     xLSTMLM,
     xLSTMStack,
@@ -160,71 +158,6 @@ def test_errors():
         lm.apply(lm.init(jax.random.key(0)), jnp.ones((2, 3)))
 
 
-def mlstm_block_from_xlstm(sd: dict, block: mLSTMBlock):
-    """Our block's params from the state dict of an ``xlstm`` ``mLSTMBlock``."""
-    a = {k: v.detach().numpy().astype(np.float64) for k, v in sd.items()}
-    I = block.inner_dim
-
-    def dense(w):  # LinearHeadwiseExpand (heads, out, in) -> block-diagonal (I, I), x @ W
-        return jax.scipy.linalg.block_diag(*[np.asarray(h).T for h in w])
-
-    Q, K, V = (np.asarray(dense(a[f"xlstm.{n}_proj.weight"])) for n in "qkv")
-    gates = []
-    for g in ("igate", "fgate"):
-        w = a[f"xlstm.mlstm_cell.{g}.weight"]  # (NH, 3I) on [q, k, v]
-        wq, wk, wv = w[:, :I].T, w[:, I : 2 * I].T, w[:, 2 * I :].T
-        gates.append(np.concatenate([Q @ wq + K @ wk, V @ wv], axis=0))  # (2I, NH) on [c, x]
-    zero = np.zeros((I, I))
-    w_x = np.concatenate(
-        [np.concatenate([Q, K, zero, zero], 1), np.concatenate([zero, zero, V, zero], 1)], 0
-    )
-    w_x = np.concatenate([w_x, *gates], axis=1)
-    b = np.concatenate(
-        [np.zeros(4 * I), a["xlstm.mlstm_cell.igate.bias"], a["xlstm.mlstm_cell.fgate.bias"]]
-    )
-    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-    cell = block.cell.init(jax.random.key(0), 2 * I)
-    cell = cell._replace(
-        w_x=f32(w_x), b=f32(b), norm_scale=f32(1 + a["xlstm.mlstm_cell.outnorm.weight"])
-    )
-    return mLSTMBlockParams(
-        norm_scale=f32(1 + a["xlstm_norm.weight"]),
-        w_up=f32(a["xlstm.proj_up.weight"].T),
-        conv_w=f32(a["xlstm.conv1d.conv.weight"][:, 0, :].T),
-        conv_b=f32(a["xlstm.conv1d.conv.bias"]),
-        cell=cell,
-        skip=f32(a["xlstm.learnable_skip"]),
-        w_down=f32(a["xlstm.proj_down.weight"].T),
-    )
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("form", ["chunkwise", "recurrent"])
-def test_mlstm_block_matches_xlstm_package(form):
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("xlstm")
-    from xlstm.blocks.mlstm.block import mLSTMBlock as XBlock
-    from xlstm.blocks.mlstm.block import mLSTMBlockConfig
-    from xlstm.blocks.mlstm.layer import mLSTMLayerConfig
-
-    T = 9
-    layer = mLSTMLayerConfig(embedding_dim=E, num_heads=2, context_length=T)
-    ref = XBlock(mLSTMBlockConfig(mlstm=layer, _num_blocks=1, _block_idx=0))
-    torch.manual_seed(0)
-    with torch.no_grad():  # random everything, not the zero gates and norms of its init
-        for p in ref.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    ours = mLSTMBlock(E, num_heads=2, form=form, chunk_size=4)
-    assert ours.inner_dim == ref.xlstm.config._inner_embedding_dim
-    params = mlstm_block_from_xlstm(ref.state_dict(), ours)
-    xs = np.random.default_rng(0).normal(size=(2, T, E)).astype(np.float32)
-    with torch.no_grad():
-        want = ref(torch.from_numpy(xs)).numpy()
-    _, got = jax.jit(ours.apply)(params, jnp.asarray(xs))
-    assert np.abs(want - xs).mean() > 0.1  # the block adds a real update to its input
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-
-
 @pytest.mark.slow
 def test_readme_example():
     from test_readme import block, run
@@ -233,62 +166,3 @@ def test_readme_example():
     ns = run(code)
     assert ns["logits"].shape == (2, 16, 100)
     assert [type(c).__name__ for c in ns["carry"]] == ["mLSTMState", "sLSTMState"]
-
-
-def slstm_block_from_xlstm(sd: dict, block: sLSTMBlock):
-    """Our block's params from the state dict of an ``xlstm`` ``sLSTMBlock`` (vanilla)."""
-    from lstm_jax.interop.xlstm_weights import slstm_from_xlstm
-
-    a = {k: v.detach().numpy() for k, v in sd.items()}
-    cell_sd = {k.split(".")[-1]: v for k, v in a.items() if k.startswith("xlstm.slstm_cell.")}
-    _, cell = slstm_from_xlstm(cell_sd, num_heads=block.num_heads)
-    E = block.embedding_dim
-
-    def dense(name):  # LinearHeadwiseExpand (heads, out, in) -> block-diagonal (E, E)
-        return np.asarray(jax.scipy.linalg.block_diag(*[h.T for h in a[f"xlstm.{name}.weight"]]))
-
-    zero = np.zeros((E, E))
-    # The package's layer feeds its `fgate` module's output to the cell's i block and its
-    # `igate` module's output to the f block; the cell's blocks are what count.
-    i_w, f_w, z_w, o_w = dense("fgate"), dense("igate"), dense("zgate"), dense("ogate")
-    w_x = np.concatenate(
-        [np.concatenate([i_w, f_w, zero, zero], 1), np.concatenate([zero, zero, z_w, o_w], 1)], 0
-    )
-    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-    return sLSTMBlockParams(
-        norm_scale=f32(1 + a["xlstm_norm.weight"]),
-        conv_w=f32(a["xlstm.conv1d.conv.weight"][:, 0, :].T),
-        conv_b=f32(a["xlstm.conv1d.conv.bias"]),
-        cell=cell._replace(w_x=f32(w_x)),
-        group_norm_scale=f32(1 + a["xlstm.group_norm.weight"]),
-        ffn_norm_scale=f32(1 + a["ffn_norm.weight"]),
-        w_ffn_up=f32(a["ffn.proj_up.weight"].T),
-        w_ffn_down=f32(a["ffn.proj_down.weight"].T),
-    )
-
-
-@pytest.mark.slow
-def test_slstm_block_matches_xlstm_package():
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("xlstm")
-    from xlstm.blocks.slstm.block import sLSTMBlock as XBlock
-    from xlstm.blocks.slstm.block import sLSTMBlockConfig
-    from xlstm.blocks.slstm.layer import sLSTMLayerConfig
-    from xlstm.components.feedforward import FeedForwardConfig
-
-    layer = sLSTMLayerConfig(embedding_dim=E, num_heads=2, backend="vanilla")
-    ffn = FeedForwardConfig(proj_factor=4 / 3, act_fn="gelu", embedding_dim=E)
-    ref = XBlock(sLSTMBlockConfig(slstm=layer, feedforward=ffn, _num_blocks=1, _block_idx=0))
-    torch.manual_seed(0)
-    with torch.no_grad():  # random everything, not the zero recurrence and norms of its init
-        for p in ref.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    ours = sLSTMBlock(E, num_heads=2)
-    assert ours.ffn_dim == ref.ffn.config._proj_up_dim
-    params = slstm_block_from_xlstm(ref.state_dict(), ours)
-    xs = np.random.default_rng(0).normal(size=(2, 9, E)).astype(np.float32)
-    with torch.no_grad():
-        want = ref(torch.from_numpy(xs)).numpy()
-    _, got = jax.jit(ours.apply)(params, jnp.asarray(xs))
-    assert np.abs(want - xs).mean() > 0.1  # the block adds a real update to its input
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

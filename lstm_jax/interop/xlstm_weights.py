@@ -346,9 +346,7 @@ def mlstm_block_to_xlstm(
 
     Raises:
       TypeError: ``block`` or ``params`` of the wrong type.
-      ValueError: a field of the wrong shape, or ``params.w_gates`` None (the older form whose
-        gates read ``[c, x]``: the package's gates read ``[q, k, v]``, and the map back is not
-        unique).
+      ValueError: a field of the wrong shape.
     """
     where = "mlstm_block_to_xlstm"
     _check_type(where, "block", block, mLSTMBlock)
@@ -356,12 +354,6 @@ def mlstm_block_to_xlstm(
     _check_type(where, "params.cell", params.cell, mLSTMParams)
     E, I, NH, K, bs = (block.embedding_dim, block.inner_dim, block.num_heads,
                        block.conv_kernel, block.qkv_blocksize)  # fmt: skip
-    if params.w_gates is None:
-        raise ValueError(
-            f"`{where}`: `params.w_gates` is None: these params' gates read [c, x] through the "
-            "i, f columns of cell.w_x (the older form), which xlstm cannot hold, because its "
-            "gates read [q, k, v]; use params from `mLSTMBlock.init` or `mlstm_block_from_xlstm`."
-        )
     f = lambda name, shape: _field(where, name, attrgetter(name)(params), shape)  # noqa: E731
     w_x = f("cell.w_x", (2 * I, 4 * I + 2 * NH))
     b = f("cell.b", (4 * I + 2 * NH,))

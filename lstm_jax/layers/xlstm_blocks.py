@@ -23,9 +23,8 @@ convert exactly both ways (:mod:`lstm_jax.interop.xlstm_weights`) and a gradient
 package's. In particular the mLSTM gates, like the package's ``igate``/``fgate``, hold weights
 ``w_gates: (3I, 2NH)`` on ``[q, k, v]``: :meth:`mLSTMBlock.apply` composes them with the cell's
 ``q, k, v`` blocks into the cell's ``i, f`` columns, ``[c, x] W_qkv w_gates``, so ``W_q, W_k,
-W_v`` also get the gates' share of the gradient. (Params with ``w_gates=None``, the form before
-this field existed, use the ``i, f`` columns of the cell's ``w_x`` on ``[c, x]`` instead: the
-same functions, but another parametrisation, whose gradients differ from the package's.)
+W_v`` also get the gates' share of the gradient; the cell's own ``i, f`` columns are masked to
+zero.
 """
 
 from __future__ import annotations
@@ -56,9 +55,7 @@ class mLSTMBlockParams(NamedTuple):
     cell: mLSTMParams  # w_x: (2I, 4I + 2NH) on [c, x], masked to the block structure
     skip: jax.Array  # (I,) learnable skip of c
     w_down: jax.Array  # (I, E)
-    # (3I, 2NH) gates i, f (NH columns each) on [q, k, v]; they replace the i, f columns of
-    # cell.w_x. None: those columns (on [c, x]) are the gates' weights (the older form).
-    w_gates: jax.Array | None = None
+    w_gates: jax.Array  # (3I, 2NH) gates i, f (NH columns each) on [q, k, v]
 
 
 class sLSTMBlockParams(NamedTuple):
@@ -184,13 +181,12 @@ class mLSTMBlock:
     def cell_mask(self) -> tuple[np.ndarray, np.ndarray]:
         """0/1 masks of the cell's ``w_x: (2I, 4I + 2NH)`` and ``b``: q, k from c, v from x.
 
-        The ``i, f`` columns are kept (all ones); they are the gates' weights only when
-        ``params.w_gates`` is None, and are overwritten by ``W_qkv w_gates`` otherwise.
+        The ``i, f`` columns of ``w_x`` are zero: ``apply`` puts ``W_qkv w_gates`` there.
         """
         I, NH = self.inner_dim, self.num_heads
         bd, zero = block_diagonal(I, self.qkv_blocksize), np.zeros((I, I))
-        top = np.concatenate([bd, bd, zero, zero, np.ones((I, 2 * NH))], axis=1)  # rows of c
-        bottom = np.concatenate([zero, zero, bd, zero, np.ones((I, 2 * NH))], axis=1)  # rows of x
+        top = np.concatenate([bd, bd, zero, zero, np.zeros((I, 2 * NH))], axis=1)  # rows of c
+        bottom = np.concatenate([zero, zero, bd, zero, np.zeros((I, 2 * NH))], axis=1)  # of x
         b = np.concatenate([np.zeros(4 * I), np.ones(2 * NH)])
         return np.concatenate([top, bottom], axis=0), b
 
@@ -221,10 +217,9 @@ class mLSTMBlock:
         c = jax.nn.silu(causal_conv(x, params.conv_w, params.conv_b))  # (..., T, I)
         w_mask, b_mask = self.cell_mask()
         w_x = params.cell.w_x * w_mask.astype(params.cell.w_x.dtype)  # (2I, 4I + 2NH)
-        if params.w_gates is not None:  # gates on [q, k, v] = [c, x] W_qkv, as in the package
-            check_gates(params.w_gates, (3 * I, 2 * self.num_heads))
-            gates = w_x[:, : 3 * I] @ params.w_gates.astype(w_x.dtype)  # (2I, 2NH)
-            w_x = jnp.concatenate([w_x[:, : 4 * I], gates], axis=-1)
+        check_gates(params.w_gates, (3 * I, 2 * self.num_heads))
+        gates = w_x[:, : 3 * I] @ params.w_gates.astype(w_x.dtype)  # (2I, 2NH) on [q, k, v]
+        w_x = jnp.concatenate([w_x[:, : 4 * I], gates], axis=-1)
         cp = params.cell._replace(w_x=w_x, b=params.cell.b * b_mask.astype(params.cell.b.dtype))
         cell_in = jnp.concatenate([c, x], axis=-1)  # (..., T, 2I)
         if self.form == "chunkwise":
