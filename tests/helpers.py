@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +12,15 @@ X64 = bool(jax.config.read("jax_enable_x64"))
 FLOAT = jnp.float64 if X64 else jnp.float32
 RTOL = 1e-10 if X64 else 2e-5
 ATOL = 1e-10 if X64 else 2e-5
+
+
+def optimized_env() -> dict[str, str]:
+    """This process's environment without the tests' ``--xla_backend_optimization_level=0``
+    (see conftest.py), for subprocesses whose time goes into running, not compiling."""
+    env = dict(os.environ)
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if "xla_backend_optimization" not in f]
+    env["XLA_FLAGS"] = " ".join(flags)
+    return env
 
 
 def randomize(params, key, scale=0.5):
