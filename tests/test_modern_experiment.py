@@ -10,8 +10,8 @@ from lstm_jax.experiments import main
 @pytest.mark.parametrize("name", modern.MODELS)
 def test_every_model_is_sized_to_the_target(name):
     model, n = modern.matched(name, 20_000, 64, 2)
-    assert n == modern.count_params(model) and abs(n - 20_000) < 0.35 * 20_000
-    wider = modern.build(name, model.width + 8, 64, 2)
+    assert n == modern.count_params(model) and abs(n - 20_000) < 0.15 * 20_000
+    wider = modern.build(name, model.width + 4, 64, 2)
     assert modern.count_params(wider) > n  # the search is over a monotone count
 
 
@@ -26,10 +26,11 @@ def test_equal_time_reads_the_curve():
 
 @pytest.mark.slow
 def test_command_line(capsys):
+    # notebook 07 trains all five models on both tasks; here two models, a few steps
     results = main(["modern", "--quick", "--steps", "4", "--params", "4000", "--tasks",
-                    "mqar,charlm", "--models", "LSTM,mLSTM"])  # fmt: skip
+                    "mqar,charlm", "--models", "LSTM,minLSTM"])  # fmt: skip
     out = capsys.readouterr().out
-    assert [c.model for c in results["mqar"]] == ["LSTM", "mLSTM"]
+    assert [c.model for c in results["mqar"]] == ["LSTM", "minLSTM"]
     for task in ("mqar", "charlm"):
         for c in results[task]:
             assert c.steps[-1] == 4 and np.isfinite(c.metric).all()

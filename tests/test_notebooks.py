@@ -20,12 +20,15 @@ from helpers import optimized_env
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 # Each notebook takes well under a minute on 2 CPU cores; the slack is for slow or busy machines.
 NOTEBOOK_BUDGET_S = 300
+# 07 compiles and trains ten models (about 4.5 min on 2 idle cores)
+BUDGET_S = {"07_modern_lstms": 600}
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _execute(path: Path, cwd: Path) -> tuple[object, float]:
     nb = nbformat.read(path, as_version=4)
-    deadline = time.monotonic() + NOTEBOOK_BUDGET_S
+    budget = BUDGET_S.get(path.stem, NOTEBOOK_BUDGET_S)
+    deadline = time.monotonic() + budget
     client = nbclient.NotebookClient(
         nb,
         kernel_name="python3",
@@ -36,7 +39,7 @@ def _execute(path: Path, cwd: Path) -> tuple[object, float]:
     try:
         client.execute(env=optimized_env())  # notebooks run more than they compile
     except nbclient.exceptions.CellTimeoutError as e:
-        pytest.fail(f"{path.name} ran past its {NOTEBOOK_BUDGET_S} s budget: {e}", pytrace=False)
+        pytest.fail(f"{path.name} ran past its {budget} s budget: {e}", pytrace=False)
     except nbclient.exceptions.CellExecutionError as e:
         pytest.fail(f"{path.name} failed:\n{ANSI.sub('', str(e))}", pytrace=False)
     return nb, time.monotonic() - t0
@@ -54,4 +57,4 @@ def test_notebook_runs(path, tmp_path):
     assert code and all(c.execution_count is not None for c in code)
     errors = [o for c in code for o in c.outputs if o.output_type == "error"]
     assert not errors, errors
-    assert seconds < NOTEBOOK_BUDGET_S
+    assert seconds < BUDGET_S.get(path.stem, NOTEBOOK_BUDGET_S)
