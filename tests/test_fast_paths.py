@@ -15,7 +15,7 @@ from helpers import FLOAT, X64, assert_close, normal, randomize
 from jax.test_util import check_grads
 
 import lstm_jax as lj
-from lstm_jax.sequence.fast import fast_scan, fast_supported
+from lstm_jax.sequence.fast import GRU_RULE_MIN_HIDDEN_CPU, fast_scan, fast_supported, rule_pays
 
 I, H, T, B = 3, 4, 6, 3
 
@@ -203,10 +203,25 @@ def test_layers_take_the_fast_path_by_default_and_match_autodiff(make):
         carry, ys = rnn.apply(params, xs, lengths=lengths, key=jax.random.key(3))
         return jnp.sum(ys**2) + sum(jnp.sum(jnp.sin(a)) for a in jax.tree.leaves(carry))
 
-    assert "custom_jvp_call" in str(jax.make_jaxpr(lambda p: loss(fast, p, xs))(params))
+    rule = rule_pays(fast.cell)  # False for this narrow GRU on CPU: autodiff is faster there
+    assert rule == (make is not lj.GRU or jax.default_backend() != "cpu")
+    assert ("custom_jvp_call" in str(jax.make_jaxpr(lambda p: loss(fast, p, xs))(params))) == rule
     assert "custom_jvp_call" not in str(jax.make_jaxpr(lambda p: loss(auto, p, xs))(params))
     derivs = jax.jit(jax.value_and_grad(loss, argnums=(1, 2)), static_argnums=0)
     _close_trees(derivs(fast, params, xs), derivs(auto, params, xs))
+
+
+def test_the_default_takes_the_gru_rule_from_its_threshold_width_on_cpu():
+    """The GRU's rule is the layers' default from ``GRU_RULE_MIN_HIDDEN_CPU`` units on CPU (and
+    at every width elsewhere); narrower GRUs take autodiff through ``scan``, measured faster."""
+    xs = jnp.ones((2, 3, 4), jnp.float32)
+    for width in (GRU_RULE_MIN_HIDDEN_CPU - 1, GRU_RULE_MIN_HIDDEN_CPU):
+        rnn = lj.GRU(width)
+        params = rnn.init(jax.random.key(0), 4)
+        jaxpr = str(jax.make_jaxpr(lambda p, r=rnn: jnp.sum(r.apply(p, xs)[1]))(params))
+        want = width >= GRU_RULE_MIN_HIDDEN_CPU or jax.default_backend() != "cpu"
+        assert ("custom_jvp_call" in jaxpr) == want == rule_pays(rnn.cell)
+    assert rule_pays(lj.LSTMCell(4)) and rule_pays(lj.SimpleRNNCell(4))
 
 
 def test_unsupported_cells_and_inputs_fall_back_to_scan_in_layers():

@@ -25,7 +25,7 @@ from lstm_jax.core import protocol
 from lstm_jax.core.checks import Problems, check_shapes
 from lstm_jax.core.eager import call_cached
 from lstm_jax.core.validate import check_bool, check_float, check_int, check_key, check_unroll
-from lstm_jax.sequence.fast import fast_scan, fast_supported
+from lstm_jax.sequence.fast import fast_scan, fast_supported, rule_pays
 from lstm_jax.sequence.lstm_scan import check_supported
 from lstm_jax.sequence.masks import dropout as apply_dropout
 from lstm_jax.sequence.scan import check_sequence, scan
@@ -61,14 +61,16 @@ class StackedRNN:
       time_major: inputs and outputs are ``(T, ..., F)`` instead of ``(..., T, F)``.
       unroll: steps per loop iteration, passed to ``jax.lax.scan``; None (the default) picks
         per backend: 8 on GPU, 1 elsewhere (see :func:`lstm_jax.scan`).
-      backward: how derivatives are computed. ``"fast"`` (the default): the cell's
-        hand-derived rule (:func:`lstm_jax.sequence.fast.fast_scan`; LSTM, GRU and simple RNN
-        cells with sigmoid/tanh, no peephole, projection or layer norm, computed in a float32
-        or float64 ``param_dtype`` that the inputs share), else autodiff through
-        :func:`lstm_jax.scan`. ``"autodiff"``: always autodiff through :func:`lstm_jax.scan`,
-        step by step (the reference). ``"bptt"``: the earlier name of ``"fast"``, kept for
-        callers; it checks at construction that the cell is a supported LSTM. All give the
-        same outputs and derivatives, in reverse and forward mode.
+      backward: how derivatives are computed. ``"fast"`` (the default): the faster path for
+        the cell, the cell's hand-derived rule (:func:`lstm_jax.sequence.fast.fast_scan`; LSTM,
+        GRU and simple RNN cells with sigmoid/tanh, no peephole, projection or layer norm,
+        computed in a float32 or float64 ``param_dtype`` that the inputs share) where it is
+        faster, else autodiff through :func:`lstm_jax.scan`; on CPU a GRU below 512 hidden
+        units takes autodiff, which measured faster there
+        (:func:`lstm_jax.sequence.fast.rule_pays`). ``"autodiff"``: always autodiff through
+        :func:`lstm_jax.scan`, step by step (the reference). ``"bptt"``: the earlier name of
+        ``"fast"``, kept for callers; it checks at construction that the cell is a supported
+        LSTM. All give the same outputs and derivatives, in reverse and forward mode.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -238,7 +240,11 @@ class StackedRNN:
             shape = tuple(step_batch) + (protocol.output_size(self.cell, xs.shape[-1]),)
             keep = 1.0 - self.recurrent_dropout
             mask = jax.random.bernoulli(key, keep, shape).astype(xs.dtype) / keep
-        fast = self.backward != "autodiff" and fast_supported(self.cell, xs, carry)
+        fast = (
+            self.backward != "autodiff"
+            and fast_supported(self.cell, xs, carry)
+            and rule_pays(self.cell)
+        )
         return (fast_scan if fast else scan)(
             self.cell,
             params,

@@ -10,7 +10,8 @@ Hessian-vector products, ``vmap`` and ``jax.checkpoint`` work as through :func:`
 and derivatives equal those of :func:`scan` to float rounding.
 
 The layers (:class:`lstm_jax.StackedRNN`, ``LSTM``, ``GRU``, ``SimpleRNN``) take this path
-whenever :func:`fast_supported` says the cell and the inputs allow it, and :func:`scan` otherwise.
+whenever :func:`fast_supported` says the cell and the inputs allow it and :func:`rule_pays` says
+it is the faster one (all but a narrow GRU on CPU), and :func:`scan` otherwise.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ from lstm_jax.sequence.scan import check_sequence, resolve_unroll, scan
 
 _SUPPORTED_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
 _CELLS = (LSTMCell, GRUCell, SimpleRNNCell)
+
+# On CPU the GRU's rule trained slower than autodiff through `scan` below this hidden size
+# (autodiff took 0.73x of the rule's time at H = 50, 0.88x at 256, 0.90x at 384; 1.02x at 512
+# and 1.16x at B = 32, I = 256, H = 512: benchmarks/RESULTS.md, 2026-12-01): its residuals are
+# several element-wise passes over all steps, which cost more than the batched weight-gradient
+# products save until the weights are large. The LSTM's and simple RNN's rules won or tied at
+# every size measured.
+GRU_RULE_MIN_HIDDEN_CPU = 512
 
 
 def fast_scan(
@@ -183,6 +192,15 @@ def _required_options(cell):
     if isinstance(cell, SimpleRNNCell):
         return [("activation", jnp.tanh)]
     return [("gate_activation", jax.nn.sigmoid), ("activation", jnp.tanh)]
+
+
+def rule_pays(cell) -> bool:
+    """Whether the layers' default (``backward="fast"``) runs ``cell``'s rule on this backend:
+    always, except a GRU narrower than :data:`GRU_RULE_MIN_HIDDEN_CPU` on CPU, where autodiff
+    through :func:`scan` measured faster in both modes."""
+    if type(cell) is GRUCell and jax.default_backend() == "cpu":
+        return cell.hidden_size >= GRU_RULE_MIN_HIDDEN_CPU
+    return True
 
 
 def fast_supported(cell, xs=None, carry=None) -> bool:
