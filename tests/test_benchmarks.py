@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -56,3 +57,19 @@ def test_gpu_benchmark_script_runs_without_a_gpu():
     assert len(errs) == 3 and all(float(e) < 1e-4 for row in errs for e in row)
     assert re.search(r"\| lstm_jax \(bptt\) \| [\d.]+ / [\d.]+ \(1\.00x / 1\.00x\) \|", out.stdout)
     assert "| jax.experimental.rnn (cuDNN) |" in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "c++")) is None, reason="no C++ compiler")
+def test_native_recurrence_experiment_builds_and_agrees():
+    """``native_lstm/bench_native.py --quick``: the C++ recurrence compiles against jaxlib's FFI
+    headers, agrees with the default path (the script exits non-zero otherwise) and prints its
+    rows."""
+    script = os.path.join(ROOT, "benchmarks", "native_lstm", "bench_native.py")
+    out = subprocess.run(
+        [sys.executable, script, "--quick"], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = re.findall(r"^\| tiny .* \| (fwd|train) \| .* \| ([\d.e+-]+) \|$", out.stdout, re.M)
+    assert [m for m, _ in rows] == ["fwd", "train"]
+    assert all(float(e) < 1e-4 for _, e in rows)

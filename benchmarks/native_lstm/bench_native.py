@@ -1,0 +1,218 @@
+"""A native C++ LSTM recurrence (XLA FFI) against lstm_jax's default path, side by side.
+
+Usage::
+
+    pip install -e ".[bench]"
+    python benchmarks/native_lstm/bench_native.py            # S, M, L; 7 rounds
+    python benchmarks/native_lstm/bench_native.py --quick    # tiny shape, one round
+
+Compiles ``lstm_cpu.cc`` (beside this file) with the system's C++ compiler against the FFI
+headers that jaxlib ships, into a temporary folder, and times three training steps and forward
+passes of one LSTM layer, float32, time-major ``(T, B, I)``:
+
+* ``default``: :func:`lstm_jax.sequence.fast_lstm.lstm_core`, the rule every layer uses;
+* ``native``: the same maths with both recurrences in C++ (``lstm_fwd_f32``, ``lstm_bwd_f32``)
+  inside a ``jax.custom_vjp``; the input product, the residuals and the weight-gradient GEMMs
+  stay in XLA;
+* ``native, 1 BLAS thread``: the same, with SciPy's OpenBLAS held to one thread.
+
+Before timing, the native outputs and gradients are checked against the default path. Each
+round calls every variant once per mode (``--reps`` calls, averaged) in an order that rotates
+from round to round; the table shows medians over rounds and ``native / default``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lstm_jax.sequence import fast_lstm, tangents
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHAPES = {"S": (32, 100, 1, 50), "M": (64, 100, 128, 256), "L": (32, 64, 256, 512)}
+
+
+def build():
+    """Compiles the extension (once per source hash) and imports it."""
+    src = os.path.join(HERE, "lstm_cpu.cc")
+    tag = hashlib.sha1(open(src, "rb").read()).hexdigest()[:12]
+    out_dir = os.path.join(tempfile.gettempdir(), f"lstm_jax_native_{tag}")
+    so = os.path.join(out_dir, "_lstm_cpu" + sysconfig.get_config_var("EXT_SUFFIX"))
+    if not os.path.exists(so):
+        os.makedirs(out_dir, exist_ok=True)
+        cmd = [
+            os.environ.get("CXX", "c++"), "-O3", "-std=c++17", "-fno-math-errno",
+            "-fno-trapping-math", "-shared", "-fPIC", "-isystem", jax.ffi.include_dir(),
+            "-I", sysconfig.get_paths()["include"], src, "-o", so,
+        ]  # fmt: skip
+        print(" ".join(cmd), file=sys.stderr)
+        subprocess.run(cmd, check=True)
+    sys.path.insert(0, out_dir)
+    import _lstm_cpu
+    import scipy.linalg.cython_blas as cython_blas
+
+    _lstm_cpu.set_blas(cython_blas.__pyx_capi__["sgemm"])
+    for name, capsule in _lstm_cpu.targets().items():
+        jax.ffi.register_ffi_target(name, capsule, platform="cpu")
+
+
+def _forward(xz, w_h, h0, c0):
+    T, B, G = xz.shape
+    seq = jax.ShapeDtypeStruct((T, B, G // 4), xz.dtype)
+    return jax.ffi.ffi_call("lstm_fwd_f32", [seq, seq, jax.ShapeDtypeStruct(xz.shape, xz.dtype)])(
+        xz, w_h, h0, c0
+    )
+
+
+def _backward(gh, gc_T, K, f, q, w_h):
+    T, B, G = K.shape
+    carry = jax.ShapeDtypeStruct((B, G // 4), K.dtype)
+    return jax.ffi.ffi_call("lstm_bwd_f32", [jax.ShapeDtypeStruct(K.shape, K.dtype), carry, carry])(
+        gh, gc_T, K, f, q, w_h
+    )
+
+
+ST = fast_lstm.Static()
+
+
+def _input_product(p, xs):
+    T, B, I = xs.shape
+    return (xs.reshape(T * B, I) @ p.w_x + p.b).reshape(T, B, -1)
+
+
+@jax.custom_vjp
+def native_lstm(p, xs, h0, c0):
+    """``-> (hs (T, B, H), c_T)``, as ``fast_lstm.lstm_core`` without lengths or masks."""
+    hs, cs, _ = _forward(_input_product(p, xs), p.w_h, h0, c0)
+    return hs, cs[-1]
+
+
+def _fwd(p, xs, h0, c0):
+    hs, cs, acts = _forward(_input_product(p, xs), p.w_h, h0, c0)
+    K, f, q = fast_lstm._residuals(ST, acts, cs, c0, None)
+    return (hs, cs[-1]), (p, xs, h0, hs, K, f, q)
+
+
+def _bwd(res, cts):
+    p, xs, h0, hs, K, f, q = res
+    gh, gc = cts
+    dZ, dh0, dc0 = _backward(gh, gc, K, f, q, p.w_h)
+    T, B, I = xs.shape
+    dZ2 = dZ.reshape(T * B, -1)
+    h_prev = tangents.shift(h0, hs).reshape(T * B, -1)
+    dp = type(p)(w_x=xs.reshape(T * B, I).T @ dZ2, w_h=h_prev.T @ dZ2, b=dZ2.sum(0))
+    return dp, (dZ2 @ p.w_x.T).reshape(xs.shape), dh0, dc0
+
+
+native_lstm.defvjp(_fwd, _bwd)
+
+
+def default_lstm(p, xs, h0, c0):
+    return fast_lstm.lstm_core(ST, p, xs, h0, c0, None, None)
+
+
+def variants(shape):
+    B, T, I, H = shape
+    k = jax.random.split(jax.random.key(0), 3)
+    from collections import namedtuple
+
+    P = namedtuple("P", "w_x w_h b")
+    p = P(
+        jax.random.normal(k[0], (I, 4 * H)) / np.sqrt(I),
+        jax.random.normal(k[1], (H, 4 * H)) / np.sqrt(H),
+        jnp.zeros(4 * H),
+    )
+    xs = jax.random.normal(k[2], (T, B, I))
+    h0 = c0 = jnp.zeros((B, H))
+    out = {}
+    for name, fn in (("default", default_lstm), ("native", native_lstm)):
+
+        def loss(p, xs, fn=fn):
+            return jnp.mean(fn(p, xs, h0, c0)[0] ** 2)
+
+        out[name] = {
+            "fwd": jax.jit(lambda p, xs, fn=fn: fn(p, xs, h0, c0)[0]),
+            "train": jax.jit(jax.grad(loss, argnums=(0, 1))),
+        }
+    return out, (p, xs)
+
+
+def check(fns, args):
+    """Largest difference native - default, relative to the default's largest entry."""
+    ref = fns["default"]["fwd"](*args)
+    got = fns["native"]["fwd"](*args)
+    errs = {"hs": float(jnp.max(jnp.abs(got - ref)) / jnp.max(jnp.abs(ref)))}
+    gref = jax.tree.leaves(fns["default"]["train"](*args))
+    ggot = jax.tree.leaves(fns["native"]["train"](*args))
+    pairs = zip(gref, ggot, strict=True)
+    errs["grads"] = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a))) for a, b in pairs)
+    return errs
+
+
+def _time(fn, args, reps):
+    jax.block_until_ready(fn(*args))
+    t = time.perf_counter()
+    for _ in range(reps):
+        jax.block_until_ready(fn(*args))
+    return (time.perf_counter() - t) / reps * 1e3
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--shapes", default="S,M,L")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--reps", type=int, default=3)
+    a = ap.parse_args(argv)
+    build()
+    from threadpoolctl import threadpool_limits
+
+    shapes = {"tiny": (4, 8, 3, 8)} if a.quick else {s: SHAPES[s] for s in a.shapes.split(",")}
+    rounds = 1 if a.quick else a.rounds
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} CPU cores; load average {load}; "
+        f"jax {jax.__version__}; numpy {np.__version__}; {rounds} rounds x {a.reps} calls"
+    )
+    print(
+        "| shape (B, T, I, H) | mode | default (ms) | native (ms) | native, 1 BLAS thread (ms) "
+        "| native / default | max rel. diff |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for sname, shape in shapes.items():
+        fns, args = variants(shape)
+        errs = check(fns, args)
+        if max(errs.values()) > 1e-4:
+            raise SystemExit(f"native path disagrees with the default at {shape}: {errs}")
+        runs = [("default", None), ("native", None), ("native", 1)]
+        times = {(r, m): [] for r in range(3) for m in ("fwd", "train")}
+        for rnd in range(rounds):
+            order = runs[rnd % 3 :] + runs[: rnd % 3]
+            for name, threads in order:
+                r = runs.index((name, threads))
+                with threadpool_limits(threads, user_api="blas"):
+                    for mode in ("fwd", "train"):
+                        times[(r, mode)].append(_time(fns[name][mode], args, a.reps))
+        for mode in ("fwd", "train"):
+            med = [statistics.median(times[(r, mode)]) for r in range(3)]
+            err = errs["hs"] if mode == "fwd" else errs["grads"]
+            print(
+                f"| {sname} {shape} | {mode} | {med[0]:.1f} | {med[1]:.1f} | {med[2]:.1f} "
+                f"| {med[1] / med[0]:.2f}x | {err:.1e} |"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
