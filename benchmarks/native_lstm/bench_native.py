@@ -1,24 +1,33 @@
-"""A native C++ LSTM recurrence (XLA FFI) against lstm_jax's default path, side by side.
+"""Native CPU LSTM recurrences (XLA FFI) against lstm_jax's default path, side by side.
 
 Usage::
 
     pip install -e ".[bench]"
     python benchmarks/native_lstm/bench_native.py            # S, M, L; 7 rounds
     python benchmarks/native_lstm/bench_native.py --quick    # tiny shape, one round
+    python benchmarks/native_lstm/bench_native.py --onednn ROOT   # and oneDNN's LSTM primitive
 
-Compiles ``lstm_cpu.cc`` (beside this file) with the system's C++ compiler against the FFI
-headers that jaxlib ships, into a temporary folder, and times three training steps and forward
-passes of one LSTM layer, float32, time-major ``(T, B, I)``:
+Compiles the C++ beside this file with the system's C++ compiler against the FFI headers that
+jaxlib ships, into a temporary folder, and times training steps and forward passes of one LSTM
+layer, float32, time-major ``(T, B, I)``:
 
 * ``default``: :func:`lstm_jax.sequence.fast_lstm.lstm_core`, the rule every layer uses;
-* ``native``: the same maths with both recurrences in C++ (``lstm_fwd_f32``, ``lstm_bwd_f32``)
-  inside a ``jax.custom_vjp``; the input product, the residuals and the weight-gradient GEMMs
-  stay in XLA;
-* ``native, 1 BLAS thread``: the same, with SciPy's OpenBLAS held to one thread.
+* ``native`` (``lstm_cpu.cc``): the same maths with both recurrences in C++ (``lstm_fwd_f32``,
+  ``lstm_bwd_f32``) over SciPy's OpenBLAS, inside a ``jax.custom_vjp``; the input product, the
+  residuals and the weight-gradient GEMMs stay in XLA;
+* ``native, 1 BLAS thread``: the same, with SciPy's OpenBLAS held to one thread;
+* ``oneDNN`` (``lstm_onednn.cc``, with ``--onednn ROOT``): oneDNN's fused LSTM primitive
+  (``forward_training`` and ``backward``, which also returns the weight gradients), the
+  library behind torch's CPU LSTM. ``ROOT`` holds ``include/`` and ``lib/libdnnl.so``; the PyPI
+  wheels ``onednn`` and ``onednn-devel`` install there (``pip install --prefix ROOT ...`` or a
+  virtual environment). Their build uses the SYCL runtime, whose libraries must be on
+  ``LD_LIBRARY_PATH=ROOT/lib`` and whose CPU device is the OpenCL one,
+  ``OCL_ICD_FILENAMES=ROOT/lib/libintelocl.so``.
 
-Before timing, the native outputs and gradients are checked against the default path. Each
-round calls every variant once per mode (``--reps`` calls, averaged) in an order that rotates
-from round to round; the table shows medians over rounds and ``native / default``.
+Before timing, every native path's outputs and gradients (of ``mean(hs^2) + mean(sin c_T)``) are
+checked against the default path. Each round calls every variant once per mode (``--reps``
+calls, averaged) in an order that rotates from round to round; the table shows medians over
+rounds and ``variant / default``.
 """
 
 from __future__ import annotations
@@ -43,28 +52,47 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHAPES = {"S": (32, 100, 1, 50), "M": (64, 100, 128, 256), "L": (32, 64, 256, 512)}
 
 
-def build():
-    """Compiles the extension (once per source hash) and imports it."""
-    src = os.path.join(HERE, "lstm_cpu.cc")
-    tag = hashlib.sha1(open(src, "rb").read()).hexdigest()[:12]
+def _compile(module, extra=()):
+    """Compiles ``<module>.cc`` beside this file (once per source hash); returns its folder."""
+    src = os.path.join(HERE, module.lstrip("_") + ".cc")
+    tag = hashlib.sha1(open(src, "rb").read() + " ".join(extra).encode()).hexdigest()[:12]
     out_dir = os.path.join(tempfile.gettempdir(), f"lstm_jax_native_{tag}")
-    so = os.path.join(out_dir, "_lstm_cpu" + sysconfig.get_config_var("EXT_SUFFIX"))
+    so = os.path.join(out_dir, module + sysconfig.get_config_var("EXT_SUFFIX"))
     if not os.path.exists(so):
         os.makedirs(out_dir, exist_ok=True)
         cmd = [
             os.environ.get("CXX", "c++"), "-O3", "-std=c++17", "-fno-math-errno",
             "-fno-trapping-math", "-shared", "-fPIC", "-isystem", jax.ffi.include_dir(),
-            "-I", sysconfig.get_paths()["include"], src, "-o", so,
+            "-I", sysconfig.get_paths()["include"], src, "-o", so, *extra,
         ]  # fmt: skip
         print(" ".join(cmd), file=sys.stderr)
         subprocess.run(cmd, check=True)
     sys.path.insert(0, out_dir)
+    return out_dir
+
+
+def build():
+    """The C++ recurrence over SciPy's BLAS: compiled, imported, its handlers registered."""
+    _compile("_lstm_cpu")
     import _lstm_cpu
     import scipy.linalg.cython_blas as cython_blas
 
     _lstm_cpu.set_blas(cython_blas.__pyx_capi__["sgemm"])
     for name, capsule in _lstm_cpu.targets().items():
         jax.ffi.register_ffi_target(name, capsule, platform="cpu")
+
+
+def build_onednn(root):
+    """oneDNN's LSTM primitive, against the oneDNN installed under ``root`` (``include/``,
+    ``lib/libdnnl.so``; the PyPI ``onednn``/``onednn-devel`` wheels install there). Returns the
+    module, whose ``workspace_bytes`` the forward pass needs."""
+    lib = os.path.join(root, "lib")
+    _compile("_lstm_onednn", ("-isystem", os.path.join(root, "include"), "-L", lib, "-ldnnl"))
+    import _lstm_onednn
+
+    for name, capsule in _lstm_onednn.targets().items():
+        jax.ffi.register_ffi_target(name, capsule, platform="cpu")
+    return _lstm_onednn
 
 
 def _forward(xz, w_h, h0, c0):
@@ -118,6 +146,42 @@ def _bwd(res, cts):
 native_lstm.defvjp(_fwd, _bwd)
 
 
+DNNL = None  # the oneDNN module, once built
+
+
+@jax.custom_vjp
+def onednn_lstm(p, xs, h0, c0):
+    """``-> (hs, c_T)`` through oneDNN's fused LSTM (forward_training, then backward)."""
+    return _onednn_fwd(p, xs, h0, c0)[0]
+
+
+def _onednn_call(p, xs, h0, c0):
+    T, B, I = xs.shape
+    H = h0.shape[-1]
+    carry = jax.ShapeDtypeStruct((B, H), xs.dtype)
+    ws = jax.ShapeDtypeStruct((DNNL.workspace_bytes(T, B, I, H),), jnp.uint8)
+    out = [jax.ShapeDtypeStruct((T, B, H), xs.dtype), carry, carry, ws]
+    return jax.ffi.ffi_call("lstm_dnnl_fwd_f32", out)(xs, p.w_x, p.w_h, p.b, h0, c0)
+
+
+def _onednn_fwd(p, xs, h0, c0):
+    hs, h_T, c_T, ws = _onednn_call(p, xs, h0, c0)
+    return (hs, c_T), (p, xs, h0, c0, hs, h_T, c_T, ws)
+
+
+def _onednn_bwd(res, cts):
+    p, xs, h0, c0, hs, h_T, c_T, ws = res
+    g_hs, g_cT = cts
+    outs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (xs, h0, c0, p.w_x, p.w_h, p.b)]
+    g_x, g_h0, g_c0, g_wx, g_wh, g_b = jax.ffi.ffi_call("lstm_dnnl_bwd_f32", outs)(
+        xs, p.w_x, p.w_h, p.b, h0, c0, hs, h_T, c_T, ws, g_hs, jnp.zeros_like(h0), g_cT
+    )
+    return type(p)(w_x=g_wx, w_h=g_wh, b=g_b), g_x, g_h0, g_c0
+
+
+onednn_lstm.defvjp(_onednn_fwd, _onednn_bwd)
+
+
 def default_lstm(p, xs, h0, c0):
     return fast_lstm.lstm_core(ST, p, xs, h0, c0, None, None)
 
@@ -131,15 +195,19 @@ def variants(shape):
     p = P(
         jax.random.normal(k[0], (I, 4 * H)) / np.sqrt(I),
         jax.random.normal(k[1], (H, 4 * H)) / np.sqrt(H),
-        jnp.zeros(4 * H),
+        jax.random.normal(k[2], (4 * H,)) * 0.1,
     )
     xs = jax.random.normal(k[2], (T, B, I))
     h0 = c0 = jnp.zeros((B, H))
+    impls = [("default", default_lstm), ("native", native_lstm)]
+    if DNNL is not None:
+        impls.append(("onednn", onednn_lstm))
     out = {}
-    for name, fn in (("default", default_lstm), ("native", native_lstm)):
+    for name, fn in impls:
 
         def loss(p, xs, fn=fn):
-            return jnp.mean(fn(p, xs, h0, c0)[0] ** 2)
+            hs, c_T = fn(p, xs, h0, c0)
+            return jnp.mean(hs**2) + jnp.mean(jnp.sin(c_T))
 
         out[name] = {
             "fwd": jax.jit(lambda p, xs, fn=fn: fn(p, xs, h0, c0)[0]),
@@ -148,13 +216,13 @@ def variants(shape):
     return out, (p, xs)
 
 
-def check(fns, args):
-    """Largest difference native - default, relative to the default's largest entry."""
+def check(fns, args, name):
+    """Largest difference ``name`` - default, relative to the default's largest entry."""
     ref = fns["default"]["fwd"](*args)
-    got = fns["native"]["fwd"](*args)
+    got = fns[name]["fwd"](*args)
     errs = {"hs": float(jnp.max(jnp.abs(got - ref)) / jnp.max(jnp.abs(ref)))}
     gref = jax.tree.leaves(fns["default"]["train"](*args))
-    ggot = jax.tree.leaves(fns["native"]["train"](*args))
+    ggot = jax.tree.leaves(fns[name]["train"](*args))
     pairs = zip(gref, ggot, strict=True)
     errs["grads"] = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a))) for a, b in pairs)
     return errs
@@ -169,13 +237,19 @@ def _time(fn, args, reps):
 
 
 def main(argv=None):
+    global DNNL
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--shapes", default="S,M,L")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument(
+        "--onednn", metavar="ROOT", help="also time oneDNN's LSTM primitive, installed under ROOT"
+    )
     a = ap.parse_args(argv)
     build()
+    if a.onednn:
+        DNNL = build_onednn(a.onednn)
     from threadpoolctl import threadpool_limits
 
     shapes = {"tiny": (4, 8, 3, 8)} if a.quick else {s: SHAPES[s] for s in a.shapes.split(",")}
@@ -185,32 +259,39 @@ def main(argv=None):
         f"{time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} CPU cores; load average {load}; "
         f"jax {jax.__version__}; numpy {np.__version__}; {rounds} rounds x {a.reps} calls"
     )
+    runs = [("default", None), ("native", None), ("native", 1)]
+    labels = ["default", "native", "native, 1 BLAS thread"]
+    if DNNL is not None:
+        runs.append(("onednn", None))
+        labels.append("oneDNN")
     print(
-        "| shape (B, T, I, H) | mode | default (ms) | native (ms) | native, 1 BLAS thread (ms) "
-        "| native / default | max rel. diff |"
+        "| shape (B, T, I, H) | mode | "
+        + " | ".join(f"{n} (ms)" for n in labels)
+        + " | "
+        + " | ".join(f"{n} / default" for n in labels[1:])
+        + " | max rel. diff |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---" * (3 + 2 * (len(labels) - 1) + 1) + "|")
     for sname, shape in shapes.items():
         fns, args = variants(shape)
-        errs = check(fns, args)
-        if max(errs.values()) > 1e-4:
-            raise SystemExit(f"native path disagrees with the default at {shape}: {errs}")
-        runs = [("default", None), ("native", None), ("native", 1)]
-        times = {(r, m): [] for r in range(3) for m in ("fwd", "train")}
+        errs = {name: check(fns, args, name) for name in fns if name != "default"}
+        worst = max(max(e.values()) for e in errs.values())
+        if worst > 1e-4:
+            raise SystemExit(f"a native path disagrees with the default at {shape}: {errs}")
+        times = {(r, m): [] for r in range(len(runs)) for m in ("fwd", "train")}
         for rnd in range(rounds):
-            order = runs[rnd % 3 :] + runs[: rnd % 3]
-            for name, threads in order:
+            k = rnd % len(runs)
+            for name, threads in runs[k:] + runs[:k]:
                 r = runs.index((name, threads))
                 with threadpool_limits(threads, user_api="blas"):
                     for mode in ("fwd", "train"):
                         times[(r, mode)].append(_time(fns[name][mode], args, a.reps))
         for mode in ("fwd", "train"):
-            med = [statistics.median(times[(r, mode)]) for r in range(3)]
-            err = errs["hs"] if mode == "fwd" else errs["grads"]
-            print(
-                f"| {sname} {shape} | {mode} | {med[0]:.1f} | {med[1]:.1f} | {med[2]:.1f} "
-                f"| {med[1] / med[0]:.2f}x | {err:.1e} |"
-            )
+            med = [statistics.median(times[(r, mode)]) for r in range(len(runs))]
+            err = max(e["hs" if mode == "fwd" else "grads"] for e in errs.values())
+            cells = " | ".join(f"{m:.1f}" for m in med)
+            ratios = " | ".join(f"{m / med[0]:.2f}x" for m in med[1:])
+            print(f"| {sname} {shape} | {mode} | {cells} | {ratios} | {err:.1e} |")
     return 0
 
 
