@@ -98,8 +98,19 @@ def test_stablehlo_runs_in_a_fresh_process_without_lstm_jax(tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), want, atol=1e-5)
 
 
-def test_stablehlo_has_symbolic_batch_and_time():
-    rnn = lj.GRU(4)
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: lj.GRU(4),  # on CPU a narrow GRU runs through `scan`
+        lambda: lj.LSTM(4),  # the hand-derived rule
+        lambda: lj.LSTM(4, peephole=True),  # `scan` (the rule has no peepholes)
+    ],
+    ids=["gru-scan", "lstm-rule", "lstm-peephole-scan"],
+)
+def test_stablehlo_has_symbolic_batch_and_time(make):
+    """Both paths (the rule and `scan`, whose step checks compare shapes holding symbolic
+    dimensions) export with a symbolic batch and time."""
+    rnn = make()
     params = rnn.init(jax.random.key(0), 2)
     fn = load_stablehlo(to_stablehlo(rnn, params))
     for B, T in [(1, 3), (5, 17)]:

@@ -93,8 +93,9 @@ def is_concrete(x: Any) -> bool:
 
 
 def _is_shape(s: Any) -> bool:
-    """A shape is a plain tuple of ints (so a params tuple of shapes is not itself a shape)."""
-    return type(s) is tuple and all(isinstance(d, int) for d in s)
+    """A shape is a plain tuple of ints or symbolic dimensions (``jax.export``'s shape
+    polymorphism), so a params tuple of shapes is not itself a shape."""
+    return type(s) is tuple and all(isinstance(d, int) or jax.export.is_symbolic_dim(d) for d in s)
 
 
 def check_size(where: str, name: str, value: Any) -> None:
