@@ -36,10 +36,9 @@ _CELLS = (LSTMCell, GRUCell, SimpleRNNCell)
 
 # On CPU the GRU's rule trained slower than autodiff through `scan` below this hidden size
 # (autodiff took 0.73x of the rule's time at H = 50, 0.88x at 256, 0.90x at 384; 1.02x at 512
-# and 1.16x at B = 32, I = 256, H = 512: benchmarks/RESULTS.md, 2026-12-01): its residuals are
-# several element-wise passes over all steps, which cost more than the batched weight-gradient
-# products save until the weights are large. The LSTM's and simple RNN's rules won or tied at
-# every size measured.
+# and 1.16x at B = 32, I = 256, H = 512: benchmarks/RESULTS.md, 2026-12-01): the batched
+# weight-gradient products it buys pay only once the weights are large. The LSTM's and simple
+# RNN's rules won or tied at every size measured.
 GRU_RULE_MIN_HIDDEN_CPU = 512
 
 
