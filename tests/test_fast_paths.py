@@ -191,7 +191,10 @@ def test_check_grads_against_finite_differences(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("make", [lj.LSTM, lj.GRU, lj.SimpleRNN])
-def test_layers_take_the_fast_path_by_default_and_match_autodiff(make):
+def test_layers_take_the_fast_path_by_default_and_match_autodiff(make, monkeypatch):
+    # The GRU's rule is the default on CPU only from GRU_RULE_MIN_HIDDEN_CPU units (see the
+    # next test); lowered here so that the layers' use of the GRU rule is tested at this width.
+    monkeypatch.setattr("lstm_jax.sequence.fast.GRU_RULE_MIN_HIDDEN_CPU", 1)
     kw = dict(num_layers=2, bidirectional=True, dropout=0.2, recurrent_dropout=0.3)
     xs, lengths = normal(jax.random.key(2), (4, T, I)), jnp.array([6, 3, 1, 0])
     fast = make(H, **kw, param_dtype=FLOAT)
@@ -203,9 +206,7 @@ def test_layers_take_the_fast_path_by_default_and_match_autodiff(make):
         carry, ys = rnn.apply(params, xs, lengths=lengths, key=jax.random.key(3))
         return jnp.sum(ys**2) + sum(jnp.sum(jnp.sin(a)) for a in jax.tree.leaves(carry))
 
-    rule = rule_pays(fast.cell)  # False for this narrow GRU on CPU: autodiff is faster there
-    assert rule == (make is not lj.GRU or jax.default_backend() != "cpu")
-    assert ("custom_jvp_call" in str(jax.make_jaxpr(lambda p: loss(fast, p, xs))(params))) == rule
+    assert "custom_jvp_call" in str(jax.make_jaxpr(lambda p: loss(fast, p, xs))(params))
     assert "custom_jvp_call" not in str(jax.make_jaxpr(lambda p: loss(auto, p, xs))(params))
     derivs = jax.jit(jax.value_and_grad(loss, argnums=(1, 2)), static_argnums=0)
     _close_trees(derivs(fast, params, xs), derivs(auto, params, xs))
