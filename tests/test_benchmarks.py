@@ -73,3 +73,20 @@ def test_native_recurrence_experiment_builds_and_agrees():
     rows = re.findall(r"^\| tiny .* \| (fwd|train) \| .* \| ([\d.e+-]+) \|$", out.stdout, re.M)
     assert [m for m, _ in rows] == ["fwd", "train"]
     assert all(float(e) < 1e-4 for _, e in rows)
+
+
+@pytest.mark.slow
+def test_slstm_variants_agree_and_print_their_tables():
+    """``bench_slstm.py --quick``: every variant's gradients equal the default's (the script exits
+    non-zero otherwise) and both tables print, the default as the reference row."""
+    script = os.path.join(ROOT, "benchmarks", "bench_slstm.py")
+    out = subprocess.run(
+        [sys.executable, script, "--quick"], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = re.findall(r"^\| (.+?) \| [\d.]+ \| ([\d.]+)x \|$", out.stdout, re.M)
+    assert [name for name, _ in rows] == [
+        "scan (default)", "hoisted x W_x", "head-major", "hand JVP of the gates"
+    ]  # fmt: skip
+    assert rows[0][1] == "1.00"
+    assert len(re.findall(r"^\| (forward|grad .+?) \| [\d.]+ \|$", out.stdout, re.M)) == 3

@@ -91,7 +91,7 @@ def test_parallel_gradients_match_finite_differences_and_scan(cell):
     def par(params, xs):
         return lj.parallel_scan(cell, params, xs)[1]
 
-    check_grads(par, (params, xs), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+    check_grads(par, (params, xs), order=1, modes=["fwd", "rev"], atol=1e-6, rtol=1e-6)
     w = jax.random.normal(jax.random.key(3), (2, 6, 6), FLOAT)
     g_par = jax.grad(lambda p: jnp.sum(par(p, xs) * w))(params)
     g_seq = jax.grad(lambda p: jnp.sum(lj.scan(cell, p, xs)[1] * w))(params)

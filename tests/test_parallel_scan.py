@@ -1,7 +1,9 @@
 """``parallel_scan``: the mLSTM's parallel and chunkwise forms equal to ``scan`` (outputs, final
-carry, gradients) with lengths, a given carry, time-major input, jit and vmap; clear errors."""
+carry, reverse- and forward-mode derivatives) with lengths, a given carry, time-major input, jit
+and vmap; clear errors."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -72,11 +74,21 @@ def test_gradients_of_every_form_agree():
     def loss(run):
         return jax.grad(lambda p, x: jnp.sum(run(p, x)[1] * w), argnums=(0, 1))(params, xs)
 
+    def tangent(run):  # forward mode: one jvp along random directions of params and inputs
+        dirs = randomize((params, xs), jax.random.key(6), scale=1.0)
+        return jax.jvp(lambda p, x: jnp.sum(run(p, x)[1] * w), (params, xs), dirs)[1]
+
     want = loss(lambda p, x: lj.scan(cell, p, x))
-    for L in (None, 3):
-        got = loss(lambda p, x, L=L: lj.parallel_scan(cell, p, x, chunk_size=L))
-        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    want_t = tangent(lambda p, x: lj.scan(cell, p, x))
+    for L in (None, 3, 10):  # chunkwise (default chunk, 3) and parallel (one chunk)
+        run = functools.partial(_parallel, cell, chunk_size=L)
+        for a, b in zip(jax.tree.leaves(loss(run)), jax.tree.leaves(want), strict=True):
             assert_close(a, b, rtol=TOL["rtol"] * 10, atol=TOL["atol"] * 10)
+        assert_close(tangent(run), want_t, rtol=TOL["rtol"] * 10, atol=TOL["atol"] * 10)
+
+
+def _parallel(cell, params, xs, chunk_size):
+    return lj.parallel_scan(cell, params, xs, chunk_size=chunk_size)
 
 
 def test_jit_and_vmap_agree():

@@ -173,7 +173,7 @@ def test_gradients_match_finite_differences(cell):
     def f(params, xs):
         return lj.scan(cell, params, xs)[1]
 
-    check_grads(f, (params, xs), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+    check_grads(f, (params, xs), order=1, modes=["fwd", "rev"], atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.slow

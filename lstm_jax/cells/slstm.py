@@ -143,7 +143,11 @@ class sLSTMCell:
         params, carry, x = cast((params, carry, x), dt)
         h_in = carry.h if recurrent_mask is None else carry.h * recurrent_mask.astype(dt)
         z = x @ params.w_x + lead(params.b, x.ndim)  # (..., 4H)
-        z = z + self.recurrent(params.r, h_in)
+        return self.gates(z + self.recurrent(params.r, h_in), carry)
+
+    def gates(self, z: jax.Array, carry: sLSTMState) -> sLSTMState:
+        """The step after its products: pre-activations ``z: (..., 4H)`` (blocks i, f, z, o)
+        and the previous carry -> the new carry (the equations of the class docstring)."""
         i_, f_, z_, o_ = jnp.split(z, 4, axis=-1)  # (..., H) each
         log_f = jax.nn.log_sigmoid(f_) if self.forget_gate == "sigmoid" else f_
         m = jnp.where(carry.n == 0, i_, jnp.maximum(log_f + carry.m, i_))
