@@ -19,6 +19,10 @@ respect to params and inputs) in rounds that interleave the variants:
 * ``hand JVP of the gates``: the arithmetic after the products (stabiliser, exponential gates,
   normaliser) as a ``jax.custom_jvp`` with its derivative written out, so the reverse pass
   transposes a shorter chain of operations than autodiff's.
+* ``hand rule over the sequence``: ``slstm_rule.py``, the whole sequence as one
+  ``jax.custom_jvp`` built like the LSTM's default rule (tangent loop in ``(dh, dc, dn, dm)``,
+  weight and input tangents as batched products outside it); it is also timed in forward mode
+  (``jax.jvp``) against the default, since one rule serves both modes.
 
 A second table splits the default's time: forward only, ``grad`` with respect to the inputs
 only (the backward recurrence without weight gradients) and the full training step.
@@ -34,6 +38,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import slstm_rule
 
 import lstm_jax as lj
 from lstm_jax.cells.slstm import sLSTMState
@@ -123,11 +128,18 @@ def run_hand_jvp(cell, p, xs):
     return final, _time_major(hs)
 
 
+def run_rule(cell, p, xs):
+    st = slstm_rule.Static(cell)
+    hs, final = slstm_rule.slstm_core(st, p, _time_major(xs), cell.initial_carry((xs.shape[0],)))
+    return final, _time_major(hs)
+
+
 VARIANTS = {
     "scan (default)": run_scan,
     "hoisted x W_x": run_hoisted,
     "head-major": run_head_major,
     "hand JVP of the gates": run_hand_jvp,
+    "hand rule over the sequence": run_rule,
 }
 
 
@@ -137,6 +149,14 @@ def loss_fn(run, cell):
         return jnp.mean(ys**2) + jnp.mean(jnp.sin(final.c))
 
     return loss
+
+
+JVP_ROWS = ("scan (default)", "hand rule over the sequence")
+
+
+def _jvp(loss):
+    """``jax.jvp`` of ``loss`` at ``(p, xs)`` along ``(p, xs)`` itself."""
+    return lambda p, xs: jax.jvp(loss, (p, xs), (p, xs))
 
 
 def median_ms(fns, args, rounds, reps):
@@ -179,6 +199,15 @@ def main(argv=None):
         print("| variant | ms | / default |\n|---|---|---|")
         for k, v in ms.items():
             print(f"| {k} | {v:.1f} | {v / base:.2f}x |")
+        jvps = {k: jax.jit(_jvp(loss_fn(VARIANTS[k], cell))) for k in JVP_ROWS}
+        got = [jax.tree.leaves(f(p, xs)) for f in jvps.values()]
+        err = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(*got, strict=True))
+        if err > 1e-4:
+            raise SystemExit(f"jvp: the rule differs from the default by {err:.1e}")
+        ms = median_ms(jvps, (p, xs), rounds, reps)
+        print("| forward mode (jvp) | ms | / default |\n|---|---|---|")
+        for k, v in ms.items():
+            print(f"| {k} | {v:.1f} | {v / ms[JVP_ROWS[0]]:.2f}x |")
         loss = loss_fn(run_scan, cell)
         parts = {
             "forward": jax.jit(loss),

@@ -77,16 +77,18 @@ def test_native_recurrence_experiment_builds_and_agrees():
 
 @pytest.mark.slow
 def test_slstm_variants_agree_and_print_their_tables():
-    """``bench_slstm.py --quick``: every variant's gradients equal the default's (the script exits
-    non-zero otherwise) and both tables print, the default as the reference row."""
+    """``bench_slstm.py --quick``: every variant's gradients (and the rule's ``jvp``) equal the
+    default's (the script exits non-zero otherwise) and the tables print, the default as the
+    reference row."""
     script = os.path.join(ROOT, "benchmarks", "bench_slstm.py")
     out = subprocess.run(
         [sys.executable, script, "--quick"], capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stderr[-2000:]
     rows = re.findall(r"^\| (.+?) \| [\d.]+ \| ([\d.]+)x \|$", out.stdout, re.M)
-    assert [name for name, _ in rows] == [
-        "scan (default)", "hoisted x W_x", "head-major", "hand JVP of the gates"
-    ]  # fmt: skip
-    assert rows[0][1] == "1.00"
+    variants = ["scan (default)", "hoisted x W_x", "head-major", "hand JVP of the gates"]
+    rule = "hand rule over the sequence"
+    # the training table, then forward mode (the default and the rule)
+    assert [name for name, _ in rows] == [*variants, rule, variants[0], rule]
+    assert rows[0][1] == rows[5][1] == "1.00"
     assert len(re.findall(r"^\| (forward|grad .+?) \| [\d.]+ \|$", out.stdout, re.M)) == 3
