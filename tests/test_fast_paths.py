@@ -15,6 +15,7 @@ from helpers import FLOAT, X64, assert_close, normal, randomize
 from jax.test_util import check_grads
 
 import lstm_jax as lj
+from lstm_jax.sequence import fast
 from lstm_jax.sequence.fast import GRU_RULE_MIN_HIDDEN_CPU, fast_scan, fast_supported, rule_pays
 
 I, H, T, B = 3, 4, 6, 3
@@ -223,6 +224,32 @@ def test_the_default_takes_the_gru_rule_from_its_threshold_width_on_cpu():
         want = width >= GRU_RULE_MIN_HIDDEN_CPU or jax.default_backend() != "cpu"
         assert ("custom_jvp_call" in jaxpr) == want == rule_pays(rnn.cell)
     assert rule_pays(lj.LSTMCell(4)) and rule_pays(lj.SimpleRNNCell(4))
+
+
+@pytest.mark.x64
+@pytest.mark.parametrize("kw", VARIANTS[:2], ids=["plain", "lengths-reverse"])
+def test_gates_major_products_equal_autodiff(kw, monkeypatch):
+    """The LSTM rule's forward loop in its other product orientation (chosen on CPU for a batch
+    of 16 to 32 and 512+ units, see ``fast.gates_major``; the range is widened here to this
+    test's sizes): outputs and every derivative still equal autodiff through ``scan``."""
+    monkeypatch.setattr(fast, "GATES_MAJOR_BATCH_CPU", (1, B))
+    monkeypatch.setattr(fast, "GATES_MAJOR_MIN_HIDDEN_CPU", 1)
+    seen = []
+    real = fast.fast_lstm.Static
+    monkeypatch.setattr(fast.fast_lstm, "Static", lambda *a: seen.append(real(*a)) or seen[-1])
+    cell = CELLS["lstm"]()
+    args = _setup(cell, seed=11)
+    direction = randomize(args, jax.random.key(12))
+    fast_loss, ref = _pair(cell, kw)
+    _close_trees(_derivatives(fast_loss, args, direction), _derivatives(ref, args, direction))
+    assert seen and all(st.gates_major == (jax.default_backend() == "cpu") for st in seen)
+
+
+def test_gates_major_only_for_the_measured_range():
+    on_cpu = jax.default_backend() == "cpu"
+    assert fast.gates_major(False, 32, 512) == fast.gates_major(False, 16, 1024) == on_cpu
+    assert not fast.gates_major(False, 8, 512) and not fast.gates_major(False, 64, 512)
+    assert not fast.gates_major(False, 32, 384) and not fast.gates_major(True, 32, 512)
 
 
 def test_unsupported_cells_and_inputs_fall_back_to_scan_in_layers():

@@ -41,6 +41,17 @@ _CELLS = (LSTMCell, GRUCell, SimpleRNNCell)
 # RNN's rules won or tied at every size measured.
 GRU_RULE_MIN_HIDDEN_CPU = 512
 
+# On CPU the LSTM rule's forward loop computes its products as (4H, B) blocks, then transposes,
+# for a batch of 16 to 32 rows and at least 512 hidden units (with an input too wide to stack
+# with the recurrent product). There XLA's (B, 4H) products hit a slow case: at B = 16 and 32,
+# H = 512 and 1024 the gates-major loop ran the forward 1.25-1.93x and the training step
+# 1.05-1.42x faster in four interleaved runs on a 2-core Zen 4 (benchmarks/RESULTS.md,
+# 2026-12-01). Outside that range it was mixed: B = 8 gained in one run and lost in two
+# (0.80-1.47x forward), H = 384 likewise, B = 64 was level (0.98-1.10x) and larger batches lost
+# (0.62-0.85x forward at B = 128 to 512), as did the stacked product of a narrow input.
+GATES_MAJOR_BATCH_CPU = (16, 32)
+GATES_MAJOR_MIN_HIDDEN_CPU = 512
+
 
 def fast_scan(
     cell: Any,
@@ -96,7 +107,7 @@ def fast_scan(
         valid = jnp.ones((T, B, 1), bool) if valid is None else valid
         valid = jnp.concatenate([valid, jnp.zeros((pad, B, 1), bool)], 0)
         xs_t = jnp.concatenate([xs_t, jnp.zeros((pad,) + xs_t.shape[1:], dt)], 0)
-    run = _runner(cell, xs.shape[-1], resolve_unroll(unroll))
+    run = _runner(cell, xs.shape[-1], resolve_unroll(unroll), B)
     c0 = jax.tree.map(lambda a: a.astype(dt).reshape(B, H), carry)
     hs, final = (
         run(params, xs_t, c0, valid, mask)
@@ -120,13 +131,14 @@ def tg_where(valid, hs):
     return hs if valid is None else jnp.where(valid, hs, jnp.zeros_like(hs))
 
 
-def _runner(cell, input_size, unroll):
+def _runner(cell, input_size, unroll, batch):
     """``run(params, xs, carry, valid, mask) -> (hs (T, B, H), final carry)`` for ``cell``."""
     H = cell.hidden_size
     if isinstance(cell, LSTMCell):
         # A narrow input makes x_t W_x a small, overhead-bound product: stacking it with the
         # recurrent one was faster on CPU for 4 I <= H (benchmarks/RESULTS.md).
-        st = fast_lstm.Static(cell.forget_gate, unroll, 4 * input_size <= H)
+        stack = 4 * input_size <= H
+        st = fast_lstm.Static(cell.forget_gate, unroll, stack, gates_major(stack, batch, H))
 
         def run(p, xs, c0, valid, mask):
             hs, c_T = fast_lstm.lstm_core(st, p, xs, c0.h, c0.c, valid, mask)
@@ -191,6 +203,20 @@ def _required_options(cell):
     if isinstance(cell, SimpleRNNCell):
         return [("activation", jnp.tanh)]
     return [("gate_activation", jax.nn.sigmoid), ("activation", jnp.tanh)]
+
+
+def gates_major(stack: bool, batch: int, hidden: int) -> bool:
+    """Whether the LSTM rule's forward loop computes its products gates-major on this backend
+    (see :data:`GATES_MAJOR_BATCH_CPU`); the result is the same either way. A symbolic batch
+    (``jax.export``) keeps the usual orientation."""
+    lo, hi = GATES_MAJOR_BATCH_CPU
+    return (
+        jax.default_backend() == "cpu"
+        and not stack
+        and hidden >= GATES_MAJOR_MIN_HIDDEN_CPU
+        and isinstance(batch, int)
+        and lo <= batch <= hi
+    )
 
 
 def rule_pays(cell) -> bool:
