@@ -207,8 +207,8 @@ def _required_options(cell):
 
 def gates_major(stack: bool, batch: int, hidden: int) -> bool:
     """Whether the LSTM rule's forward loop computes its products gates-major on this backend
-    (see :data:`GATES_MAJOR_BATCH_CPU`); the result is the same either way. A symbolic batch
-    (``jax.export``) keeps the usual orientation."""
+    (see :data:`GATES_MAJOR_BATCH_CPU`); results agree to float rounding either way. A
+    symbolic batch (``jax.export``) keeps the usual orientation."""
     lo, hi = GATES_MAJOR_BATCH_CPU
     return (
         jax.default_backend() == "cpu"
