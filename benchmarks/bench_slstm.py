@@ -90,7 +90,9 @@ def run_head_major(cell, p, xs):
 
 @jax.custom_jvp
 def _gates(z, c_p, n_p, m_p):
-    return tuple(lj.sLSTMCell(z.shape[-1] // 4).gates(z, sLSTMState(c_p, c_p, n_p, m_p)))
+    """``sLSTMCell.gates`` (sigmoid forget gate), which reads only the carry's c, n and m."""
+    prev = sLSTMState(h=jnp.zeros_like(c_p), c=c_p, n=n_p, m=m_p)
+    return tuple(lj.sLSTMCell(z.shape[-1] // 4).gates(z, prev))
 
 
 @_gates.defjvp
