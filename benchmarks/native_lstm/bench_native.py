@@ -18,11 +18,13 @@ layer, float32, time-major ``(T, B, I)``:
 * ``native, 1 BLAS thread``: the same, with SciPy's OpenBLAS held to one thread;
 * ``oneDNN`` (``lstm_onednn.cc``, with ``--onednn ROOT``): oneDNN's fused LSTM primitive
   (``forward_training`` and ``backward``, which also returns the weight gradients), the
-  library behind torch's CPU LSTM. ``ROOT`` holds ``include/`` and ``lib/libdnnl.so``; the PyPI
-  wheels ``onednn`` and ``onednn-devel`` install there (``pip install --prefix ROOT ...`` or a
-  virtual environment). Their build uses the SYCL runtime, whose libraries must be on
-  ``LD_LIBRARY_PATH=ROOT/lib`` and whose CPU device is the OpenCL one,
-  ``OCL_ICD_FILENAMES=ROOT/lib/libintelocl.so``.
+  library behind torch's CPU LSTM. ``ROOT`` holds ``include/`` and ``lib/libdnnl.so``. Two
+  builds from PyPI install there with ``pip install --prefix ROOT ...`` (not ``--target``,
+  which leaves their ``lib/`` behind): ``onednn-cpu-gomp onednn-devel-cpu-gomp`` (oneDNN 3.2,
+  CPU only, GNU OpenMP, a 39 MB wheel; needs nothing else), and ``onednn onednn-devel``
+  (oneDNN 3.13 and newer, built for SYCL: about 2 GB with its runtime, whose libraries must be
+  on ``LD_LIBRARY_PATH=ROOT/lib`` and whose CPU device is the OpenCL one,
+  ``OCL_ICD_FILENAMES=ROOT/lib/libintelocl.so``).
 
 Before timing, every native path's outputs and gradients (of ``mean(hs^2) + mean(sin c_T)``) are
 checked against the default path. Each round calls every variant once per mode (``--reps``
@@ -87,7 +89,8 @@ def build_onednn(root):
     ``lib/libdnnl.so``; the PyPI ``onednn``/``onednn-devel`` wheels install there). Returns the
     module, whose ``workspace_bytes`` the forward pass needs."""
     lib = os.path.join(root, "lib")
-    _compile("_lstm_onednn", ("-isystem", os.path.join(root, "include"), "-L", lib, "-ldnnl"))
+    flags = ("-isystem", os.path.join(root, "include"), "-L", lib, f"-Wl,-rpath,{lib}", "-ldnnl")
+    _compile("_lstm_onednn", flags)
     import _lstm_onednn
 
     for name, capsule in _lstm_onednn.targets().items():

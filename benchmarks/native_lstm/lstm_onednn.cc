@@ -49,6 +49,9 @@ Plan& plan(int T, int B, int I, int H) {
   std::lock_guard<std::mutex> lock(mu);
   auto& slot = cache[{T, B, I, H}];
   if (!slot) {
+    // oneDNN's own (library-managed) scratchpad is not safe here: the primitives run on
+    // whichever of XLA's threads executes the call (it crashed oneDNN 3.2 at S, M and L), so
+    // every call passes a scratchpad of its own.
     auto p = std::make_unique<Plan>();
     p->T = T, p->B = B, p->I = I, p->H = H;
     p->src = md({T, B, I}, tag::tnc);
@@ -59,13 +62,15 @@ Plan& plan(int T, int B, int I, int H) {
     p->bias = md({1, 1, 4, H}, tag::ldgo);
     auto wx_any = md({1, 1, I, 4, H}, tag::any), wh_any = md({1, 1, H, 4, H}, tag::any);
     const auto dir = dnnl::rnn_direction::unidirectional_left2right;
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     p->fwd = dnnl::lstm_forward::primitive_desc(cpu(), dnnl::prop_kind::forward_training, dir,
                                                 p->src, p->iter, p->iter, wx_any, wh_any, p->bias,
-                                                p->dst, p->iter, p->iter);
+                                                p->dst, p->iter, p->iter, attr);
     p->bwd = dnnl::lstm_backward::primitive_desc(
         cpu(), dnnl::prop_kind::backward, dir, p->src, p->iter, p->iter, wx_any, wh_any, p->bias,
         p->dst, p->iter, p->iter, p->src, p->iter, p->iter, wx_any, wh_any, p->bias, p->dst,
-        p->iter, p->iter, p->fwd);
+        p->iter, p->iter, p->fwd, attr);
     p->fwd_prim = dnnl::lstm_forward(p->fwd);
     p->bwd_prim = dnnl::lstm_backward(p->bwd);
     slot = std::move(p);
@@ -106,7 +111,8 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_x, ffi::Buff
                          {DNNL_ARG_DST_LAYER, wrap(p.dst, hs->typed_data())},
                          {DNNL_ARG_DST_ITER, wrap(p.iter, h_T->typed_data())},
                          {DNNL_ARG_DST_ITER_C, wrap(p.iter, c_T->typed_data())},
-                         {DNNL_ARG_WORKSPACE, wrap(p.fwd.workspace_desc(), ws->typed_data())}});
+                         {DNNL_ARG_WORKSPACE, wrap(p.fwd.workspace_desc(), ws->typed_data())},
+                         {DNNL_ARG_SCRATCHPAD, memory(p.fwd.scratchpad_desc(), cpu())}});
   s.wait();
   return ffi::Error::Success();
 }
@@ -149,7 +155,8 @@ ffi::Error Backward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w_x, ffi::Buf
                          {DNNL_ARG_DIFF_SRC_ITER_C, wrap(p.iter, g_c0->typed_data())},
                          {DNNL_ARG_DIFF_WEIGHTS_LAYER, dwx},
                          {DNNL_ARG_DIFF_WEIGHTS_ITER, dwh},
-                         {DNNL_ARG_DIFF_BIAS, wrap(p.bias, g_b->typed_data())}});
+                         {DNNL_ARG_DIFF_BIAS, wrap(p.bias, g_b->typed_data())},
+                         {DNNL_ARG_SCRATCHPAD, memory(p.bwd.scratchpad_desc(), cpu())}});
   auto out_wx = wrap(p.wx, g_wx->typed_data()), out_wh = wrap(p.wh, g_wh->typed_data());
   dnnl::reorder(dwx, out_wx).execute(s, dwx, out_wx);
   dnnl::reorder(dwh, out_wh).execute(s, dwh, out_wh);
