@@ -9,7 +9,10 @@ Usage (on a machine with a CUDA GPU, jax with CUDA, and optionally torch with CU
 First it checks, on this GPU, that lstm_jax's default path (the hand-derived BPTT at the
 backend's default unroll) gives the outputs, final carry and gradients of a plain one-step
 ``jax.lax.scan``, and that ``jax.experimental.rnn.lstm`` (cuDNN) agrees with lstm_jax for
-batch-major and time-major callers. Then it times the forward pass and the training step
+batch-major and time-major callers. Up to batch 8 it also times the recurrence evaluated in
+parallel over time (``parallel_in_time.py``, an experiment), after checking how many
+iterations it needs on the benchmark's weights and how far it is from the sequential result.
+Then it times the forward pass and the training step
 (``grad`` of ``mean(ys ** 2)`` with respect to params and inputs) of every entry, interleaved in
 rotating order, medians over rounds, at each library's default matmul precision. Ratios are
 ``entry / first entry``: above 1, the first entry (lstm_jax) is faster. ``--json PATH`` also
@@ -32,9 +35,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+import parallel_in_time  # noqa: E402
 import peers  # noqa: E402
 
 import lstm_jax as lj  # noqa: E402
+from lstm_jax.sequence import fast_lstm  # noqa: E402
 
 SHAPES = {  # name: (B, T, I, H)
     "M": (64, 100, 128, 256),
@@ -51,6 +56,32 @@ def ours(x, H, name, **kw):
     rnn = lj.LSTM(H, forget_bias=0.0, **kw)
     params = rnn.init(jax.random.key(0), x.shape[-1])
     return peers._jax_entry(name, lambda p, x: rnn.apply(p, x)[1], params, x)
+
+
+# batches up to this size also time the recurrence evaluated in parallel over time
+PARALLEL_MAX_BATCH = 8
+
+
+def parallel_entry(x, H, tol=1e-6, max_iters=500):
+    """``parallel_in_time.picard_lstm`` on the default cell's weights, with as many iterations
+    as it takes (measured here, on these weights and inputs) for no step's ``h`` to move by
+    more than ``tol``. Prints that count and the largest difference from the sequential
+    rule's output."""
+    B, T, I = x.shape
+    p = lj.LSTMCell(H, forget_bias=0.0).init(jax.random.key(0), I)
+    xs = jnp.swapaxes(x, 0, 1)
+    h0 = c0 = jnp.zeros((B, H), x.dtype)
+    iters, _ = parallel_in_time.iterations_to_converge(p, xs, h0, c0, tol, max_iters)
+    exact = fast_lstm.lstm_core(fast_lstm.Static(), p, xs, h0, c0, None, None)[0]
+    got = parallel_in_time.picard_lstm(p, xs, h0, c0, iters)[0]
+    err = float(jnp.max(jnp.abs(got - exact)))
+
+    def apply(p, x):
+        hs, _ = parallel_in_time.picard_lstm(p, jnp.swapaxes(x, 0, 1), h0, c0, iters)
+        return jnp.swapaxes(hs, 0, 1)
+
+    print(f"check parallel in time {tuple(x.shape)}: {iters} iterations, max diff {err:.1e}")
+    return peers._jax_entry("parallel in time (Picard)", apply, p, x)
 
 
 def jax_cudnn(x, H, reference=False):
@@ -112,6 +143,8 @@ def entries_for(shape, quick, sweep, cpu):
         ]
         if not quick:
             out.append(ours(x, H, "lstm_jax (autodiff) bf16", dtype=jnp.bfloat16))
+        if B <= PARALLEL_MAX_BATCH:
+            out.append(parallel_entry(x, H))
         makers = [
             ("jax cudnn", lambda x, H: jax_cudnn(x, H, cpu)),
             ("flax", peers.flax_linen_entry),

@@ -57,6 +57,10 @@ def test_gpu_benchmark_script_runs_without_a_gpu():
     assert len(errs) == 3 and all(float(e) < 1e-4 for row in errs for e in row)
     assert re.search(r"\| lstm_jax \(bptt\) \| [\d.]+ / [\d.]+ \(1\.00x / 1\.00x\) \|", out.stdout)
     assert "| jax.experimental.rnn (cuDNN) |" in out.stdout
+    par_check = r"^check parallel in time .*: (\d+) iterations, max diff (\S+)$"
+    par = re.search(par_check, out.stdout, re.M)
+    assert par and 1 < int(par.group(1)) < 20 and float(par.group(2)) < 1e-5
+    assert re.search(r"\| parallel in time \(Picard\) \| [\d.]+ / [\d.]+ ", out.stdout)
 
 
 @pytest.mark.slow
@@ -92,3 +96,49 @@ def test_slstm_variants_agree_and_print_their_tables():
     assert [name for name, _ in rows] == [*variants, rule, variants[0], rule]
     assert rows[0][1] == rows[5][1] == "1.00"
     assert len(re.findall(r"^\| (forward|grad .+?) \| [\d.]+ \|$", out.stdout, re.M)) == 3
+
+
+def test_parallel_in_time_is_exact_after_T_iterations_and_differentiable():
+    """``benchmarks/parallel_in_time.py``: step t is exact after t iterations, so T iterations
+    give the sequential recurrence (outputs, final cell state and gradients) even for weights
+    whose recurrence does not contract, where fewer iterations are far off."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import parallel_in_time as pit
+
+    from lstm_jax import LSTMCell
+    from lstm_jax.sequence import fast_lstm
+
+    T, B, I, H = 12, 2, 3, 5
+    k = jax.random.split(jax.random.key(0), 4)
+    p = LSTMCell(H).init(k[0], I)
+    p = p._replace(w_h=4.0 * p.w_h)  # a strong recurrent gain: no fast convergence
+    xs = jax.random.normal(k[1], (T, B, I))
+    h0, c0 = jax.random.normal(k[2], (B, H)), jax.random.normal(k[3], (B, H))
+
+    def loss(f):
+        def value(p, xs, h0, c0):
+            hs, c_T = f(p, xs, h0, c0)
+            return jnp.mean(hs**2) + jnp.mean(jnp.sin(c_T))
+
+        return value
+
+    def exact(p, xs, h0, c0):
+        return fast_lstm.lstm_core(fast_lstm.Static(), p, xs, h0, c0, None, None)
+
+    def parallel(iters):
+        return lambda p, xs, h0, c0: pit.picard_lstm(p, xs, h0, c0, iters)
+
+    for got, want in zip(parallel(T)(p, xs, h0, c0), exact(p, xs, h0, c0), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    assert float(jnp.max(jnp.abs(parallel(2)(p, xs, h0, c0)[0] - exact(p, xs, h0, c0)[0]))) > 1e-2
+    args = (p, xs, h0, c0)
+    g_par = jax.grad(loss(parallel(T)), argnums=(0, 1, 2, 3))(*args)
+    g_seq = jax.grad(loss(exact), argnums=(0, 1, 2, 3))(*args)
+    for got, want in zip(jax.tree.leaves(g_par), jax.tree.leaves(g_seq), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    iters, delta = pit.iterations_to_converge(*args, tol=1e-6, max_iters=T + 1)
+    assert iters <= T + 1 and delta <= 1e-6
