@@ -54,9 +54,9 @@ def _acts(z, forget_gate, packed=False):
 
     ``packed``: one ``tanh`` over the whole row, with ``sigma(z) = (1 + tanh(z / 2)) / 2`` on
     the sigmoid blocks, for a loop that stores the row anyway: one fusion per step instead of
-    one per gate block and a concatenation (the training step compiled in 0.40 s of XLA time
-    instead of 0.43-0.46 s and ran 0-8 % faster, benchmarks/RESULTS.md). A loop that only
-    reads the gates keeps the blocks apart, which XLA fuses into their consumers.
+    one per gate block and a concatenation (forward mode ran 8-9 % faster, the training step
+    as fast, and it compiled one fusion fewer; benchmarks/RESULTS.md). A loop that only reads
+    the gates keeps the blocks apart, which XLA fuses into their consumers.
     """
     G = 4 if forget_gate else 3
     gate = 2 if forget_gate else 1
