@@ -7,6 +7,7 @@ Usage::
     python benchmarks/bench_lstm.py --quick          # a tiny smoke run (seconds)
     python benchmarks/bench_lstm.py --compile        # compile time for several T, compiled memory
     python benchmarks/bench_lstm.py --long           # T = 100,000 training with rematerialisation
+    python benchmarks/bench_lstm.py --tune-malloc    # shapes S, M, L after lj.tune_cpu_malloc()
 
 Each round calls every library once per mode, in an order that rotates from round to round, so
 load on a shared machine hits them all alike; the table shows medians over rounds and the ratio
@@ -189,14 +190,14 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
-def header():
+def header(malloc="glibc defaults"):
     v = peers.versions()
     dev = jax.devices()[0]
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return (
         f"{time.strftime('%Y-%m-%d %H:%M')}; device: {dev.platform} ({dev.device_kind}), "
         f"{os.cpu_count()} CPU cores, {cpu_model()}; load average {load}; "
-        f"python {platform.python_version()}\n"
+        f"python {platform.python_version()}; malloc: {malloc}\n"
         + ", ".join(f"{k} {val}" for k, val in v.items())
         + f"\nXLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
     )
@@ -270,10 +271,22 @@ def main(argv=None):
     ap.add_argument("--compile", action="store_true", help="compile time and memory report")
     ap.add_argument("--long", action="store_true", help="T=100,000 remat report")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 compute against float32")
+    ap.add_argument(
+        "--tune-malloc",
+        action="store_true",
+        help="call lj.tune_cpu_malloc() first (glibc keeps freed blocks; every library gains)",
+    )
     args = ap.parse_args(argv)
+    malloc = "glibc defaults"
+    if args.tune_malloc:  # before the first computation (header() starts JAX)
+        import lstm_jax as lj
+
+        malloc = f"lj.tune_cpu_malloc() {lj.tune_cpu_malloc()}"
+    if os.environ.get("GLIBC_TUNABLES"):
+        malloc += f", GLIBC_TUNABLES={os.environ['GLIBC_TUNABLES']}"
     names = [n for n in args.peers.split(",") if n]
     cells = [c for c in args.cells.split(",") if c]
-    print(header())
+    print(header(malloc))
     if args.quick:
         res = {}
         for cell in cells:

@@ -21,6 +21,7 @@ from lstm_jax.cells.simple_rnn import SimpleRNNCell, SimpleRNNParams
 from lstm_jax.cells.slstm import sLSTMCell, sLSTMParams, sLSTMState
 from lstm_jax.checkpoint import load_params, save_params
 from lstm_jax.core.protocol import Cell
+from lstm_jax.cpu_malloc import tune_cpu_malloc
 from lstm_jax.layers.attention import (
     AdditiveAttention,
     AttentionParams,
@@ -140,6 +141,7 @@ __all__ = [
     "sequence_mask",
     "stream_chunks",
     "train_ensemble",
+    "tune_cpu_malloc",
     "xLSTMLM",
     "xLSTMLMParams",
     "xLSTMStack",

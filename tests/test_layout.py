@@ -14,6 +14,7 @@ RANK = {
     "core": 0,
     "cells": 1,
     "checkpoint": 1,
+    "cpu_malloc": 0,
     "audio": 1,
     "sequence": 2,
     "data": 2,
