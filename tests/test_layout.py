@@ -12,9 +12,9 @@ ROOT = Path(__file__).resolve().parents[1] / "lstm_jax"
 # lstm_jax/__init__.py re-exports from every library component but the application.
 RANK = {
     "core": 0,
+    "cpu_malloc": 0,
     "cells": 1,
     "checkpoint": 1,
-    "cpu_malloc": 0,
     "audio": 1,
     "sequence": 2,
     "data": 2,
