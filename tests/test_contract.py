@@ -1,5 +1,5 @@
 """The contract: a user's own cell runs everywhere a built-in one does; one return order; the
-dtype rule; batch-major video; eager calls compile once.
+dtype rule; batch-major video; eager calls, and eager derivatives, compile once.
 
 The user cell is a minimal gated unit (Zhou et al. 2016), written as a user would, with only
 the three required functions (and the optional ``recurrent_mask`` keyword): no ``output_size``,
@@ -182,6 +182,56 @@ def test_second_eager_apply_reuses_the_compiled_computation():
     assert compiled._cache_size() == before  # no new compilation for the same config and shapes
     rnn.apply(params, xs[:, :4])  # a new length is a new shape: one more entry
     assert compiled._cache_size() == before + 1
+
+
+def _eager_calls(name):
+    """A loss of params through one public entry point, its params and inputs."""
+    xs, key = jax.random.normal(jax.random.key(1), (2, 5, 3)), jax.random.key(0)
+    if name in ("scan", "lstm_scan"):
+        cell = lj.LSTMCell(4)
+        run = getattr(lj, name)
+        return (lambda p: jnp.sum(run(cell, p, xs)[1] ** 2)), cell.init(key, 3)
+    if name == "parallel_scan":
+        cell = lj.minLSTMCell(4)
+        return (lambda p: jnp.sum(lj.parallel_scan(cell, p, xs)[1] ** 2)), cell.init(key, 3)
+    backward = name.split("-")[1]
+    rnn = lj.LSTM(4, num_layers=2, bidirectional=True, backward=backward)
+    return (lambda p: jnp.sum(rnn.apply(p, xs)[1] ** 2)), rnn.init(key, 3)
+
+
+@pytest.mark.parametrize(
+    "name", ["scan", "lstm_scan", "parallel_scan", "LSTM-fast", "LSTM-autodiff"]
+)
+def test_eager_grad_jvp_and_vmap_compile_once(name):
+    """An eager ``jax.grad`` (``jvp``, ``vmap``) of a layer in a loop, as in a notebook without
+    ``jit``: the second call compiles nothing. Each call used to trace and compile the loops
+    again (seconds per call) and keep the compiled code mapped until the process ran out of
+    memory mappings."""
+    loss, params = _eager_calls(name)
+    grad = jax.grad(loss)
+    jvp = lambda p: jax.jvp(loss, (p,), (p,))  # noqa: E731
+    batched = jax.vmap(loss)
+    stacked = jax.tree.map(lambda a: jnp.stack([a, 2 * a]), params)
+    calls = [lambda: grad(params), lambda: jvp(params), lambda: batched(stacked)]
+    for call in calls:
+        jax.block_until_ready(call())  # the first call of each compiles
+    compiles = []
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        for _ in range(2):
+            for call in calls:
+                jax.block_until_ready(call())
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert compiles == []
+    np.testing.assert_allclose(
+        jax.tree.leaves(grad(params))[0], jax.tree.leaves(jax.jit(grad)(params))[0], rtol=1e-5
+    )
 
 
 @pytest.mark.x64

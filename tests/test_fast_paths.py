@@ -196,6 +196,7 @@ def test_layers_take_the_fast_path_by_default_and_match_autodiff(make, monkeypat
     # The GRU's rule is the default on CPU only from GRU_RULE_MIN_HIDDEN_CPU units (see the
     # next test); lowered here so that the layers' use of the GRU rule is tested at this width.
     monkeypatch.setattr("lstm_jax.sequence.fast.GRU_RULE_MIN_HIDDEN_CPU", 1)
+    jax.clear_caches()  # layers trace once per config and shapes: drop traces made before
     kw = dict(num_layers=2, bidirectional=True, dropout=0.2, recurrent_dropout=0.3)
     xs, lengths = normal(jax.random.key(2), (4, T, I)), jnp.array([6, 3, 1, 0])
     fast = make(H, **kw, param_dtype=FLOAT)
@@ -241,6 +242,7 @@ def test_gates_major_products_equal_autodiff(kw, monkeypatch):
         return seen[-1]
 
     monkeypatch.setattr(fast.fast_lstm, "Static", record)
+    jax.clear_caches()  # `fast_scan` traces once per config and shapes: drop traces made before
     cell = CELLS["lstm"]()
     args = _setup(cell, seed=11)
     direction = randomize(args, jax.random.key(12))

@@ -17,7 +17,7 @@ it is the faster one (all but a narrow GRU on CPU), and :func:`scan` otherwise.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +27,7 @@ from lstm_jax.cells.lstm import LSTMCell, LSTMState
 from lstm_jax.cells.simple_rnn import SimpleRNNCell
 from lstm_jax.core.activations import resolve_activation
 from lstm_jax.core.checks import Problems
+from lstm_jax.core.eager import call_cached
 from lstm_jax.sequence import fast_gru, fast_lstm, fast_rnn
 from lstm_jax.sequence.lengths import out_of_range, poison, valid_steps
 from lstm_jax.sequence.scan import check_sequence, resolve_unroll, scan
@@ -92,6 +93,27 @@ def fast_scan(
         carry = cell.initial_carry(batch)
     if T == 0:
         return scan(cell, params, xs, carry, lengths=lengths, time_major=time_major)
+    static = _FastConfig(
+        cell, bool(reverse), bool(time_major), resolve_unroll(unroll), checkpoint_every
+    )
+    return call_cached(_run_fast, static, params, xs, carry, lengths, recurrent_mask)
+
+
+class _FastConfig(NamedTuple):
+    """The hashable part of a :func:`fast_scan` call (the key of its cached ``jit``)."""
+
+    cell: Any
+    reverse: bool
+    time_major: bool
+    unroll: int | bool
+    checkpoint_every: int | None
+
+
+def _run_fast(static, params, xs, carry, lengths, recurrent_mask):
+    """The body of :func:`fast_scan` once checked, for ``T >= 1``: time-major flat arrays in,
+    the rule's core, the user's layout out."""
+    cell, reverse, time_major, unroll, k = static
+    T, batch = (xs.shape[0], xs.shape[1:-1]) if time_major else (xs.shape[-2], xs.shape[:-2])
     H, dt, B = cell.hidden_size, jnp.dtype(cell.param_dtype), math.prod(batch)
     xs_t = xs if time_major else jnp.moveaxis(xs, -2, 0)  # (T, ..., I)
     xs_t = xs_t.astype(dt).reshape(T, B, xs.shape[-1])  # (T, B, I)
@@ -102,14 +124,13 @@ def fast_scan(
     if reverse:
         xs_t = jnp.flip(xs_t, 0)
         valid = None if valid is None else jnp.flip(valid, 0)
-    k = checkpoint_every
     k = None if k is None or k >= T else k
     if k is not None and T % k:  # pad with skipped steps to whole segments
         pad = k - T % k
         valid = jnp.ones((T, B, 1), bool) if valid is None else valid
         valid = jnp.concatenate([valid, jnp.zeros((pad, B, 1), bool)], 0)
         xs_t = jnp.concatenate([xs_t, jnp.zeros((pad,) + xs_t.shape[1:], dt)], 0)
-    run = _runner(cell, xs.shape[-1], resolve_unroll(unroll), B)
+    run = _runner(cell, xs.shape[-1], unroll, B)
     c0 = jax.tree.map(lambda a: a.astype(dt).reshape(B, H), carry)
     hs, final = (
         run(params, xs_t, c0, valid, mask)

@@ -28,6 +28,7 @@ from lstm_jax.cells.minrnn import minGRUCell, minLSTMCell
 from lstm_jax.cells.mlstm import mLSTMCell, mLSTMInputs, mLSTMState
 from lstm_jax.cells.slstm import cast
 from lstm_jax.core.checks import Problems
+from lstm_jax.core.eager import call_cached
 from lstm_jax.sequence.scan import check_sequence
 
 # The mLSTM's chunk length when ``chunk_size=None`` (a sequence this short or shorter is one
@@ -85,6 +86,15 @@ def parallel_scan(
     T, batch_shape = check_sequence("parallel_scan", cell, params, xs, carry, lengths, time_major)
     if carry is None:
         carry = cell.initial_carry(batch_shape)
+    return call_cached(
+        _run_parallel, (cell, bool(time_major), chunk_size), params, xs, carry, lengths
+    )
+
+
+def _run_parallel(static, params, xs, carry, lengths):
+    """The body of :func:`parallel_scan` once checked (jitted once per config and shapes)."""
+    cell, time_major, chunk_size = static
+    T = xs.shape[0] if time_major else xs.shape[-2]
     dt = jnp.promote_types(params.w_x.dtype, xs.dtype)  # float64 in, float64 out, as `scan`
     params, carry = cast((params, carry), dt)
     xs_b = jnp.moveaxis(xs, 0, -2) if time_major else xs  # (..., T, I)
