@@ -142,3 +142,24 @@ def test_parallel_in_time_is_exact_after_T_iterations_and_differentiable():
         np.testing.assert_allclose(got, want, atol=1e-5)
     iters, delta = pit.iterations_to_converge(*args, tol=1e-6, max_iters=T + 1)
     assert iters <= T + 1 and delta <= 1e-6
+
+
+@pytest.mark.slow
+def test_eager_benchmark_prints_its_table_and_keeps_no_code_mapped():
+    """``bench_eager.py --quick``: a row per lstm_jax entry; on Linux, repeated eager gradients
+    map no new memory (each used to compile and map its loops again)."""
+    script = os.path.join(ROOT, "benchmarks", "bench_eager.py")
+    out = subprocess.run(
+        [sys.executable, script, "--quick"], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = re.findall(
+        r"^\| (lstm_jax.+?) \| [\d.]+ \| [\d.]+ \| [\d.]+x \| (\d+|-) \|$", out.stdout, re.M
+    )
+    assert [name for name, _ in rows] == [
+        "lstm_jax LSTM (default)",
+        "lstm_jax LSTM (autodiff)",
+        "lstm_jax.nnx RNN(OptimizedLSTMCell)",
+    ]
+    if sys.platform.startswith("linux"):
+        assert all(mapped == "0" for _, mapped in rows)

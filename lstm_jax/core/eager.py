@@ -3,9 +3,9 @@
 Called outside ``jit`` (in a notebook, while debugging), a function made of ``lax.scan`` and a
 few ops is dispatched op by op, and ``lax.scan`` compiles its loop body anew on every call:
 about a second per call for a small stacked LSTM. The same holds under an eager ``jax.grad``,
-``jax.jvp`` or ``jax.vmap``: each call traces a new loop and compiles it again (2.5 s per
-``jax.grad`` call of a 2-layer bidirectional ``LSTM(64)`` on a ``(8, 50, 16)`` batch, 14 ms
-jitted), and every compiled loop stays in JAX's caches with its code mapped, so a long eager
+``jax.jvp`` or ``jax.vmap``: each call traces a new loop and compiles it again (2.3 s per
+``jax.grad`` call of a 2-layer bidirectional ``LSTM(64)`` on a ``(8, 50, 16)`` batch, 11 ms
+jitted: ``benchmarks/bench_eager.py``), and every compiled loop stays in JAX's caches with its code mapped, so a long eager
 loop runs the process out of memory mappings (XLA then fails with "LLVM compilation error:
 Cannot allocate memory"). :func:`call_cached` routes every such call through one ``jax.jit``
 per function, keyed on the hashable static configuration (the cell or layer, flags) and on
