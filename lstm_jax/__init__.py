@@ -20,6 +20,7 @@ from lstm_jax.cells.mlstm import mLSTMCell, mLSTMParams, mLSTMState
 from lstm_jax.cells.simple_rnn import SimpleRNNCell, SimpleRNNParams
 from lstm_jax.cells.slstm import sLSTMCell, sLSTMParams, sLSTMState
 from lstm_jax.checkpoint import load_params, save_params
+from lstm_jax.compile_cache import enable_compile_cache
 from lstm_jax.core.protocol import Cell
 from lstm_jax.cpu_malloc import tune_cpu_malloc
 from lstm_jax.layers.attention import (
@@ -109,6 +110,7 @@ __all__ = [
     "TrainState",
     "bidirectional_final",
     "dropout",
+    "enable_compile_cache",
     "fit",
     "fit_tbptt",
     "init_ensemble",

@@ -21,9 +21,12 @@ both; those that spend their time running rather than compiling drop the first
 (``helpers.optimized_env``).
 """
 
+import atexit
 import importlib.util
 import mmap
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 
@@ -43,6 +46,12 @@ def _xla_knows(name: str) -> bool:
 
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+# The command keeps compiled programs on disk (lstm_jax.compile_cache); the tests' runs of it,
+# in this process and in subprocesses, keep theirs in a directory of this session only.
+if not os.environ.get("LSTM_JAX_CACHE_DIR"):
+    _cache = tempfile.mkdtemp(prefix="lstm_jax_test_xla_")
+    os.environ["LSTM_JAX_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 for _flag in ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false"):
     _name = _flag[2:].split("=")[0]
     if _name not in os.environ.get("XLA_FLAGS", "") and _xla_knows(_name):

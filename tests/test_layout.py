@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1] / "lstm_jax"
 RANK = {
     "core": 0,
     "cpu_malloc": 0,
+    "compile_cache": 0,
     "cells": 1,
     "checkpoint": 1,
     "audio": 1,

@@ -4,6 +4,10 @@
 windows of 100 steps plus ``Dense(1)``, with adam on the mean squared error, on the built-in
 El Nino sea-temperature series, and compares its test error with naive baselines. Every
 subcommand prints one line on stderr and exits non-zero on bad arguments or files.
+
+Compiled programs are kept on disk between runs (:mod:`lstm_jax.compile_cache`), so a second
+run with the same model and shapes skips compiling; ``--no-compile-cache`` or
+``LSTM_JAX_COMPILE_CACHE=0`` turns that off, and ``LSTM_JAX_CACHE_DIR`` moves the cache.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 from lstm_jax.checkpoint import CheckpointError
 from lstm_jax.cli import commands
 from lstm_jax.cli import export as export_command
+from lstm_jax.compile_cache import cache_settings, enable_compile_cache, restore_cache_settings
 
 TASKS = ("forecast", "charlm", "classify", "adding", "speech")
 
@@ -92,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     tc.add_argument("--beam", type=int, default=0, help="prefix beam width (0: greedy)")
     tc.add_argument("--mono", choices=("error", "mean"), default="error", help="stereo files")
     tc.add_argument("--timing", action="store_true", help="print the decoding time on stderr")
-    export_command.add_parser(sub)
+    _cache_flag(tc)
+    _cache_flag(export_command.add_parser(sub))
     ex = sub.add_parser(
         "experiments",
         help="the papers' experiments: `lstm-jax experiments reproduce [--quick]`, ...",
@@ -108,6 +114,25 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plot", action="store_true", help="skip the matplotlib figures")
     if not p.prog.endswith("train"):
         p.add_argument("--out", help="output directory (default: the checkpoint's directory)")
+    _cache_flag(p)
+
+
+def _cache_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="compile everything afresh and keep nothing on disk "
+        "(default: reuse programs compiled by earlier runs; also LSTM_JAX_COMPILE_CACHE=0)",
+    )
+
+
+def _use_compile_cache(args: argparse.Namespace, settings: dict) -> bool:
+    """Whether this run should turn the disk cache on: not when asked not to, nor when JAX
+    already has a cache directory of its own (``JAX_COMPILATION_CACHE_DIR``)."""
+    off = getattr(args, "no_compile_cache", False) or os.environ.get(
+        "LSTM_JAX_COMPILE_CACHE", ""
+    ).strip().lower() in ("0", "false", "no", "off")
+    return not off and settings["jax_compilation_cache_dir"] is None
 
 
 def _positive(text: str) -> int:
@@ -146,9 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["train", *argv]  # `lstm-jax` alone trains the default model
+    settings = cache_settings()  # put back afterwards: main() may run inside a larger program
     try:
         args = build_parser().parse_args(argv)
         t0 = time.perf_counter()
+        if _use_compile_cache(args, settings):
+            enable_compile_cache()
         if args.command == "experiments":
             from lstm_jax.cli import experiments  # loads the experiments only when asked
 
@@ -174,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         msg = f"lstm-jax: internal error: {type(e).__name__}: {_one_line(e)}"
         return _fail(msg + " (set LSTM_JAX_DEBUG=1 for the traceback)", 3)
+    finally:
+        if cache_settings() != settings:
+            restore_cache_settings(settings)
 
 
 def _one_line(e: BaseException) -> str:

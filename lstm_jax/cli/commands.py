@@ -17,6 +17,7 @@ from lstm_jax.checkpoint import (
     save_params,
 )
 from lstm_jax.cli import speech
+from lstm_jax.cli.models import init_params
 from lstm_jax.cli.report import (
     format_table,
     plot_continuation,
@@ -62,7 +63,7 @@ def train(args: argparse.Namespace) -> None:
     n_train = len(jax.tree.leaves(prep.train)[0])
     steps = cfg["epochs"] * -(-n_train // cfg["batch_size"])
     optimizer = make_optimizer(cfg, steps)
-    params = prep.model.init(jax.random.key(cfg["seed"]))
+    params = init_params(prep.model, cfg["seed"])
     print(_describe(cfg, prep, n_train))
     callbacks = [EarlyStopping(cfg["patience"])] if cfg.get("patience") else []
     if not args.no_progress:
@@ -224,7 +225,7 @@ def _load(path_text: str, task: str | None = None):
     if task is not None and cfg.get("task") != task:
         raise ValueError(f"{path} holds a {cfg.get('task')!r} model; this needs a {task!r} one.")
     prep = prepare(cfg)
-    params = prep.model.init(jax.random.key(0))
+    params = init_params(prep.model, 0)
     like = checkpoint_template(params, make_optimizer(cfg, 1))
     try:
         tree = load_checkpoint(path, like).tree

@@ -9,6 +9,7 @@ difference of its outputs from the jitted JAX model on the test inputs is printe
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import jax
@@ -17,6 +18,7 @@ import numpy as np
 
 from lstm_jax.checkpoint import CheckpointError, load_checkpoint, read_checkpoint_info
 from lstm_jax.cli.commands import CHECKPOINT, make_optimizer
+from lstm_jax.cli.models import init_params
 from lstm_jax.cli.tasks import prepare
 from lstm_jax.training.fit import checkpoint_template
 
@@ -24,11 +26,12 @@ FORMATS = {"onnx": ".onnx", "stablehlo": ".stablehlo"}
 BATCH = 256  # examples per call when comparing on the test split
 
 
-def add_parser(sub) -> None:
+def add_parser(sub) -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="write a trained run as ONNX or StableHLO")
     ex.add_argument("checkpoint", help="a run directory or its checkpoint.msgpack")
     ex.add_argument("--format", choices=sorted(FORMATS), default="onnx")
     ex.add_argument("--out", help="the file to write (default: <run>/model.onnx|.stablehlo)")
+    return ex
 
 
 def export(args) -> None:
@@ -56,7 +59,7 @@ def _restore(path_text: str):
     path = path / CHECKPOINT if path.is_dir() else path
     cfg, _ = read_checkpoint_info(path)
     prep = prepare(cfg)
-    like = checkpoint_template(prep.model.init(jax.random.key(0)), make_optimizer(cfg, 1))
+    like = checkpoint_template(init_params(prep.model, 0), make_optimizer(cfg, 1))
     try:
         tree = load_checkpoint(path, like).tree
     except CheckpointError as e:

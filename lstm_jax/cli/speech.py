@@ -37,7 +37,7 @@ from lstm_jax.audio import (
     utterance_features,
     wer,
 )
-from lstm_jax.cli.models import CELLS, ModelParams
+from lstm_jax.cli.models import CELLS, ModelParams, init_params
 from lstm_jax.cli.tasks import Prepared
 from lstm_jax.data.speech import load_speech, load_speech_folder
 from lstm_jax.layers.dense import Dense
@@ -261,7 +261,7 @@ def load_model(path_text: str):
     model = SpeechModel(
         f.n_mels, len(ALPHABET) + 1, cfg["hidden"], cfg["layers"], cfg["subsample"], cfg["cell"]
     )
-    like = checkpoint_template(model.init(jax.random.key(0)), make_optimizer(cfg, 1))
+    like = checkpoint_template(init_params(model, 0), make_optimizer(cfg, 1))
     try:
         tree = load_checkpoint(path, like).tree
     except CheckpointError as e:

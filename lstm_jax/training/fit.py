@@ -213,9 +213,7 @@ class _Run:
 
     def after_step(self, metrics: dict, size: int) -> None:
         self.step, self.batch = self.step + 1, self.batch + 1
-        loss = metrics["loss"].astype(jnp.float32)
-        self.acc = self.acc + jnp.stack([loss * float(size), jnp.float32(size)])
-        self.bad = first_bad_step(self.bad, loss, jnp.int32(self.step))
+        self.acc, self.bad = _tally(self.acc, self.bad, metrics["loss"], size, self.step)
 
     def end_epoch(self, eval_step, val_data, batch_size):
         raise_if_bad("fit", self.bad, self.path, self.saved_step)
@@ -276,6 +274,15 @@ class _Run:
         if self.best_epoch is not None:
             self.best_params, self.best_val = ckpt.tree["best_params"], meta["best_val"]
         self.t0 -= self.history["time_s"][-1] if self.history["time_s"] else 0.0
+
+
+@jax.jit
+def _tally(acc, bad, loss, size, step):
+    """Adds a step's loss to the epoch's ``(sum of loss * examples, examples)`` and notes the
+    first non-finite one: one dispatch per step, on device, so the loop never waits for it."""
+    loss = loss.astype(jnp.float32)
+    size, step = jnp.asarray(size, jnp.float32), jnp.asarray(step, jnp.int32)
+    return acc + jnp.stack([loss * size, size]), first_bad_step(bad, loss, step)
 
 
 def _learning_rate(opt_state) -> float | None:
