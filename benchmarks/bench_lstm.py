@@ -5,7 +5,8 @@ Usage::
     pip install -e ".[bench]"
     python benchmarks/bench_lstm.py                  # shapes S, M, L; forward and training step
     python benchmarks/bench_lstm.py --quick          # a tiny smoke run (seconds)
-    python benchmarks/bench_lstm.py --compile        # compile time for several T, compiled memory
+    python benchmarks/bench_lstm.py --compile        # compile time for several T, compiled memory,
+                                                     # and the step loaded from the disk cache
     python benchmarks/bench_lstm.py --long           # T = 100,000 training with rematerialisation
     python benchmarks/bench_lstm.py --tune-malloc    # shapes S, M, L after lj.tune_cpu_malloc()
 
@@ -23,12 +24,15 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 import peers  # noqa: E402
+
+import lstm_jax as lj  # noqa: E402
 
 SHAPES = {  # name: (B, T, I, H)
     "S": (32, 100, 1, 50),
@@ -133,6 +137,31 @@ def compile_report(shape, Ts, names, repeats=3):
     return "\n".join(lines)
 
 
+def disk_cache_report(shape, Ts, repeats=3):
+    """The default training step compiled afresh against loaded from the disk cache
+    (``lj.enable_compile_cache``, a temporary directory), trace and lowering included, per T."""
+    from lstm_jax.compile_cache import cache_settings, restore_cache_settings
+
+    B, _, I, H = shape
+    lines = ["| training step | " + " | ".join(f"T={T} (s)" for T in Ts) + " |"]
+    lines.append("|---" * (len(Ts) + 1) + "|")
+    settings, fresh, loaded = cache_settings(), [], []
+    with tempfile.TemporaryDirectory() as where:
+        try:
+            for T in Ts:
+                (e,) = build((B, T, I, H), [], False)
+                fresh.append(compile_seconds(e.jax_train, e.args, repeats)[0])
+                lj.enable_compile_cache(where)
+                compile_seconds(e.jax_train, e.args, 1)  # writes the program
+                loaded.append(compile_seconds(e.jax_train, e.args, repeats)[0])
+                restore_cache_settings(settings)
+        finally:
+            restore_cache_settings(settings)
+    lines.append("| compiled afresh | " + " | ".join(f"{t:.3f}" for t in fresh) + " |")
+    lines.append("| loaded from the disk cache | " + " | ".join(f"{t:.3f}" for t in loaded) + " |")
+    return "\n".join(lines)
+
+
 LONG_CHILD = """
 import resource, sys, time, jax, jax.numpy as jnp
 import lstm_jax as lj
@@ -231,8 +260,6 @@ def bf16_report(shapes, rounds):
     """bfloat16 compute (``LSTMCell(dtype=bfloat16)``, float32 params) against float32."""
     import jax.numpy as jnp
 
-    import lstm_jax as lj
-
     lines = [
         "| shape (B, T, I, H) | f32 fwd / train (ms) | bf16 fwd / train (ms) | speed-up fwd / "
         "train | max abs error ys | rel. error grad w_h |",
@@ -279,8 +306,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
     malloc = "glibc defaults"
     if args.tune_malloc:  # before the first computation (header() starts JAX)
-        import lstm_jax as lj
-
         malloc = f"lj.tune_cpu_malloc() {lj.tune_cpu_malloc()}"
     if os.environ.get("GLIBC_TUNABLES"):
         malloc += f", GLIBC_TUNABLES={os.environ['GLIBC_TUNABLES']}"
@@ -294,6 +319,7 @@ def main(argv=None):
             print(speed_table(res[cell], OURS[cell]))
             print(target_table(res[cell], cell))
         print(compile_report((2, 5, 3, 4), (5, 10), [], repeats=1))
+        print(disk_cache_report((2, 5, 3, 4), (5,), repeats=1))
         print(long_report(2, 50, 3, 4, [("bptt", 10, True)]))
         print(bf16_report([(2, 5, 3, 4)], 1))
         return res
@@ -317,6 +343,8 @@ def main(argv=None):
     if args.compile:
         print("\n## Training-step compile time and compiled temp memory, B=64, I=128, H=256\n")
         print(compile_report((64, None, 128, 256), (10, 100, 1000), names))
+        print("\n## The default training step from lj.enable_compile_cache's directory\n")
+        print(disk_cache_report((64, None, 128, 256), (10, 100, 1000)))
     if args.long:
         print("\n## Long sequence, training step\n")
         configs = [

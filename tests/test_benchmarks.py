@@ -41,6 +41,9 @@ def test_quick_benchmark_runs_and_prints_every_table():
         r"\| lstm_jax LSTM \(default\) \| ([\d.]+) \| ([\d.]+) \| [\d.]+ \|", text
     )
     assert compile_row and all(float(t) > 0 for t in compile_row.groups())
+    fresh = re.search(r"^\| compiled afresh \| ([\d.]+) \|$", text, re.M)
+    loaded = re.search(r"^\| loaded from the disk cache \| ([\d.]+) \|$", text, re.M)
+    assert fresh and loaded and float(loaded.group(1)) > 0
     long_row = re.search(r"\| bptt \| 10 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", text)
     assert long_row and float(long_row.group(2)) > 0  # a peak RSS was measured
     assert re.search(r"\| \(2, 5, 3, 4\) \| .* \| [\d.]+x / [\d.]+x \|", text)  # bf16 row
