@@ -197,3 +197,20 @@ def test_the_readme_block_runs_as_written(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["14.0"]
     assert [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+
+
+def test_the_command_runs_on_when_the_cache_cannot_be_made(tmp_path, monkeypatch, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    monkeypatch.setenv("LSTM_JAX_CACHE_DIR", str(afile / "cache"))
+    monkeypatch.delenv("LSTM_JAX_COMPILE_CACHE", raising=False)
+    before = cache_settings()
+    if before["jax_compilation_cache_dir"] is not None:
+        pytest.skip("JAX has a cache directory of its own here; the command leaves it alone")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the command turns the warning into a note
+        assert main(["train", *TINY, "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("lstm-jax: note: cannot create the compilation cache") == 1
+    assert (tmp_path / "run" / "metrics.json").exists()
+    assert cache_settings() == before

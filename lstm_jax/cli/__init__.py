@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
 from lstm_jax.checkpoint import CheckpointError
 from lstm_jax.cli import commands
@@ -176,7 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         t0 = time.perf_counter()
         if _use_compile_cache(args, settings):
-            enable_compile_cache()
+            with warnings.catch_warnings(record=True) as caught:  # a note, never an error
+                warnings.simplefilter("always")
+                enable_compile_cache()
+            for w in caught:
+                note = str(w.message).removeprefix("lstm_jax: ")
+                print(f"lstm-jax: note: {note}", file=sys.stderr)
         if args.command == "experiments":
             from lstm_jax.cli import experiments  # loads the experiments only when asked
 
