@@ -15,9 +15,10 @@ The default directory holds one folder per CPU model and instruction set, so a h
 shared between machines never hands one machine code compiled for another's instructions.
 
 The command (``lstm-jax``) uses it for every subcommand unless given ``--no-compile-cache``
-or run where JAX already has a cache directory (``JAX_COMPILATION_CACHE_DIR``, which it then
-uses). The directory is trusted: whoever can write to it can make the process run code, so
-it is created readable by its owner only; never point it at a directory others can write.
+(or ``LSTM_JAX_COMPILE_CACHE=0``) or run where JAX already has a cache directory
+(``JAX_COMPILATION_CACHE_DIR``, which it then uses). The directory is trusted: whoever can
+write to it can make the process run code, so it is created readable by its owner only; never
+point it at a directory others can write.
 """
 
 from __future__ import annotations
