@@ -46,8 +46,11 @@ def _xla_knows(name: str) -> bool:
 
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-# The command keeps compiled programs on disk (lstm_jax.compile_cache); the tests' runs of it,
-# in this process and in subprocesses, keep theirs in a directory of this session only.
+# The command keeps compiled programs on disk (lstm_jax.compile_cache). Its runs in the tests,
+# in this process and in subprocesses, compile afresh as a first run does (test_compile_cache.py
+# turns the cache on where it tests it), and whatever is cached goes to a directory of this
+# session only, never the home directory.
+os.environ.setdefault("LSTM_JAX_COMPILE_CACHE", "0")
 if not os.environ.get("LSTM_JAX_CACHE_DIR"):
     _cache = tempfile.mkdtemp(prefix="lstm_jax_test_xla_")
     os.environ["LSTM_JAX_CACHE_DIR"] = _cache

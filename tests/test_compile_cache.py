@@ -138,6 +138,7 @@ def test_the_command_caches_by_default_and_restores_jax_options(tmp_path, monkey
 def test_the_command_can_be_told_not_to_cache(tmp_path, monkeypatch, how):
     cache = tmp_path / "cache"
     monkeypatch.setenv("LSTM_JAX_CACHE_DIR", str(cache))
+    monkeypatch.delenv("LSTM_JAX_COMPILE_CACHE", raising=False)  # the tests' default is off
     argv = ["train", *TINY, "--out", str(tmp_path / "run")]
     if how == "flag":
         argv.append("--no-compile-cache")
