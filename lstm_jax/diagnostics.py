@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from lstm_jax.cells.gru import GRUCell
 from lstm_jax.cells.lstm import LSTMCell
 from lstm_jax.core.checks import Problems
+from lstm_jax.core.vma import vary_like
 from lstm_jax.sequence.scan import check_sequence, scan
 
 __all__ = [
@@ -152,6 +153,7 @@ def _last_output_sum(ys: jax.Array) -> jax.Array:
 def _state_flow(cell, params, xs, carry, loss_fn):
     xs_t = jnp.moveaxis(xs, -2, 0)  # (T, ..., I)
     T = xs_t.shape[0]
+    carry = vary_like(carry, carry, params, xs)  # under shard_map: vary as the steps do
     eps = jax.tree.map(lambda c: jnp.zeros((T, *c.shape), c.dtype), carry)  # (T, ..., F) leaves
 
     def loss(eps):
@@ -231,6 +233,7 @@ def _gate_stats(cell, params, xs, carry, threshold, names):
         c, g = cell.gates(params, c, x)
         return c, tuple(getattr(g, n) for n in names)
 
+    carry = vary_like(carry, carry, params, xs)
     _, gates = jax.lax.scan(step, carry, jnp.moveaxis(xs, -2, 0))  # each (T, ..., H)
 
     def trace(g):

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import PartitionSpec as P
 
 import lstm_jax as lj
 from lstm_jax import sharding as sh
@@ -113,6 +114,52 @@ def error(fn):
     return None
 
 
+def shard_map_runs(mesh):
+    """Each layer's gradient and forward-mode derivative inside ``jax.shard_map`` (type checks
+    on), one shard of the batch per device, against the same call on the whole batch."""
+    xs, _ = make_data(16)
+    lengths = np.arange(16) % 9  # 0..8: empty, partial and full sequences
+    layers = {
+        "lstm": lj.LSTM(16),
+        "gru": lj.GRU(16),
+        "bidir_lengths": lj.LSTM(16, num_layers=2, bidirectional=True),
+    }
+    out = {}
+    for name, layer in layers.items():
+        params = layer.init(jax.random.key(0), 3)
+        lens = lengths if name == "bidir_lengths" else None
+
+        def loss(p, x, n, layer=layer):
+            return jnp.sum(jnp.square(layer.apply(p, x, lengths=n)[1]))
+
+        def both(p, x, n, loss=loss):
+            g = jax.grad(loss, argnums=(0, 1))(p, x, n)
+            return g, jax.jvp(lambda x: loss(p, x, n), (x,), (x,))[1]
+
+        def local(p, x, n, both=both):
+            g, t = both(p, x, n)
+            return g, jax.lax.psum(t, sh.DATA)
+
+        n_spec = P() if lens is None else P(sh.DATA)
+        f = jax.jit(
+            jax.shard_map(
+                local,
+                mesh=mesh,
+                in_specs=(P(), P(sh.DATA), n_spec),
+                out_specs=((P(), P(sh.DATA)), P()),
+            )
+        )
+        try:
+            got = f(params, xs, None if lens is None else jnp.asarray(lens))
+        except Exception as e:  # noqa: BLE001 - the test asserts on the message
+            out[name] = {"error": f"{type(e).__name__}: {e}"[:500]}
+            continue
+        want = both(params, xs, None if lens is None else jnp.asarray(lens))
+        scale = max(float(np.max(np.abs(np.asarray(a)))) for a in jax.tree.leaves(want))
+        out[name] = {"rel_diff": max_diff(got, want) / scale}
+    return out
+
+
 def single(ckpt):
     out = {"devices": jax.device_count()}
     out["ref_losses"], ref = reference()
@@ -147,6 +194,7 @@ def single(ckpt):
     gb, sb = sh.global_batch((xs[:8], ys[:8]), mesh), sh.shard_batch((xs[:8], ys[:8]), mesh)
     out["global_batch"] = {"diff": max_diff(gb, sb), "spec": spec(gb[0])}
     out["mesh_for"] = [dict(sh.mesh_for(*a).shape) for a in [("all",), (8, 2)]]
+    out["shard_map"] = shard_map_runs(mesh8)
     out["fit"] = fit_runs()
     out["cli"] = cli_run(Path(ckpt).parent / "cli", "--devices", "all", "--model-parallel", "2")
     print(json.dumps(out))

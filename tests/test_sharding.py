@@ -100,6 +100,18 @@ def test_model_axis_splits_large_params_and_their_adam_moments(eight):
 
 
 @pytest.mark.slow
+def test_layers_run_inside_shard_map_with_type_checks_on_eight_devices(eight):
+    # one shard of the batch per device, `check_vma` on: the zero initial carries are cast
+    # to vary over `data` like the inputs, and the gradients (params summed over shards) and
+    # forward-mode derivatives equal the whole-batch ones
+    runs = eight["shard_map"]
+    assert set(runs) == {"lstm", "gru", "bidir_lengths"}
+    for name, run in runs.items():
+        assert "error" not in run, (name, run)
+        assert run["rel_diff"] < 1e-5, (name, run)
+
+
+@pytest.mark.slow
 def test_sharded_checkpoint_restores_onto_other_mesh_shapes(eight):
     on_2x4, on_1 = eight["restore_2x4"], eight["restore_1x1"]
     assert on_2x4["diff"] == 0.0 and on_1["diff"] == 0.0  # bit-identical values

@@ -28,6 +28,7 @@ from lstm_jax.cells.simple_rnn import SimpleRNNCell
 from lstm_jax.core.activations import resolve_activation
 from lstm_jax.core.checks import Problems
 from lstm_jax.core.eager import call_cached
+from lstm_jax.core.vma import vary_like
 from lstm_jax.sequence import fast_gru, fast_lstm, fast_rnn
 from lstm_jax.sequence.lengths import out_of_range, poison, valid_steps
 from lstm_jax.sequence.scan import check_sequence, resolve_unroll, scan
@@ -132,6 +133,7 @@ def _run_fast(static, params, xs, carry, lengths, recurrent_mask):
         xs_t = jnp.concatenate([xs_t, jnp.zeros((pad,) + xs_t.shape[1:], dt)], 0)
     run = _runner(cell, xs.shape[-1], unroll, B)
     c0 = jax.tree.map(lambda a: a.astype(dt).reshape(B, H), carry)
+    c0 = vary_like(c0, c0, params, xs_t, mask)  # under shard_map: vary as the steps do
     hs, final = (
         run(params, xs_t, c0, valid, mask)
         if k is None

@@ -29,6 +29,7 @@ from lstm_jax.cells.mlstm import mLSTMCell, mLSTMInputs, mLSTMState
 from lstm_jax.cells.slstm import cast
 from lstm_jax.core.checks import Problems
 from lstm_jax.core.eager import call_cached
+from lstm_jax.core.vma import vary_like
 from lstm_jax.sequence.scan import check_sequence
 
 # The mLSTM's chunk length when ``chunk_size=None`` (a sequence this short or shorter is one
@@ -97,6 +98,7 @@ def _run_parallel(static, params, xs, carry, lengths):
     T = xs.shape[0] if time_major else xs.shape[-2]
     dt = jnp.promote_types(params.w_x.dtype, xs.dtype)  # float64 in, float64 out, as `scan`
     params, carry = cast((params, carry), dt)
+    carry = vary_like(carry, carry, params, xs)  # under shard_map: vary as the steps do
     xs_b = jnp.moveaxis(xs, 0, -2) if time_major else xs  # (..., T, I)
     valid = None
     if lengths is not None:

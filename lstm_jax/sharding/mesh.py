@@ -282,8 +282,9 @@ def data_parallel_loss(loss_fn: Callable[..., Any], mesh: Mesh) -> Callable[...,
         if any(np.ndim(x) < 1 or np.shape(x)[0] % d for x in jax.tree.leaves(batch)):
             return loss_fn(params, batch, *key)
         specs = (P(), P(DATA)) + (P(),) * len(key)
-        # check_vma=False: the scan inside starts from zero carries that do not vary over
-        # `data`, while its outputs do.
+        # check_vma=False: `loss_fn` is the user's and may run loops of its own from zero
+        # carries that do not vary over `data` (the library's loops cast theirs, see
+        # core/vma.py), which the check would refuse.
         per_shard = jax.shard_map(
             local, mesh=mesh, in_specs=specs, out_specs=P(), axis_names={DATA}, check_vma=False
         )
