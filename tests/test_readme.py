@@ -102,3 +102,12 @@ def test_the_nnx_drop_in_block():
     ns = run(block("import jax.numpy as jnp\nfrom flax import nnx"))
     assert ns["ys"].shape == (4, 10, 32)
     assert jax.tree.leaves(ns["grads"])
+
+
+def test_the_shard_map_block():
+    ns = run(block("from jax.sharding import PartitionSpec as P"), jax=jax, jnp=jnp, lj=lj)
+    layer, params = ns["layer"], ns["params"]
+    xs = jnp.ones((8, 20, 3))
+    want = jax.grad(lambda p: jnp.sum(layer.apply(p, xs)[1] ** 2))(params)
+    for got, ref in zip(jax.tree.leaves(ns["grads"]), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
