@@ -168,3 +168,21 @@ def test_diagnostics_run_inside_shard_map():
     assert_close(per_shard(flow)(params, xs), flow(params, xs))
     want = gate_statistics(cell, params, xs)["f"].mean  # (T,)
     assert_close(per_shard(gates, P())(params, xs), want)
+
+
+def test_params_split_over_a_mesh_axis_and_inputs_replicated():
+    # an ensemble with one member per device: params vary over the axis, the inputs and the
+    # zero carry do not, so the carry is cast to follow the params
+    layer = lj.GRU(H, param_dtype=FLOAT)
+    members = jax.vmap(lambda k: layer.init(k, I))(jax.random.split(jax.random.key(0), 1))
+    xs = normal(jax.random.key(2), (B, T, I))
+
+    def member_grads(p, x):  # p: this device's members, (1, ...) leaves
+        one = jax.tree.map(lambda a: a[0], p)
+        g = jax.grad(lambda q: jnp.sum(layer.apply(q, x)[1] ** 2))(one)
+        return jax.tree.map(lambda a: a[None], g)
+
+    f = jax.jit(jax.shard_map(member_grads, mesh=MESH, in_specs=(SPLIT, P()), out_specs=SPLIT))
+    got, want = f(members, xs), member_grads(members, xs)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        assert_close(a, b)

@@ -133,7 +133,7 @@ def _run_fast(static, params, xs, carry, lengths, recurrent_mask):
         xs_t = jnp.concatenate([xs_t, jnp.zeros((pad,) + xs_t.shape[1:], dt)], 0)
     run = _runner(cell, xs.shape[-1], unroll, B)
     c0 = jax.tree.map(lambda a: a.astype(dt).reshape(B, H), carry)
-    c0 = vary_like(c0, c0, params, xs_t, mask)  # under shard_map: vary as the steps do
+    c0 = vary_like(c0, c0, params, xs_t, valid, mask)  # under shard_map: vary as steps do
     hs, final = (
         run(params, xs_t, c0, valid, mask)
         if k is None

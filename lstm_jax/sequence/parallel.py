@@ -98,7 +98,7 @@ def _run_parallel(static, params, xs, carry, lengths):
     T = xs.shape[0] if time_major else xs.shape[-2]
     dt = jnp.promote_types(params.w_x.dtype, xs.dtype)  # float64 in, float64 out, as `scan`
     params, carry = cast((params, carry), dt)
-    carry = vary_like(carry, carry, params, xs)  # under shard_map: vary as the steps do
+    carry = vary_like(carry, carry, params, xs, lengths)  # under shard_map: vary as steps do
     xs_b = jnp.moveaxis(xs, 0, -2) if time_major else xs  # (..., T, I)
     valid = None
     if lengths is not None:

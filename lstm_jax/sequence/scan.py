@@ -139,7 +139,7 @@ def run_scan(static: ScanConfig, params, xs, carry, lengths, recurrent_mask):
     xs_t = xs if static.time_major else jnp.moveaxis(xs, -(fa + 1), 0)  # (T, ..., *F)
     T = xs_t.shape[0]
     carry = matched_carry("scan", cell, params, carry, xs_t, recurrent_mask)
-    carry = vary_like(carry, carry, params, xs_t, recurrent_mask)  # under shard_map
+    carry = vary_like(carry, carry, params, xs_t, lengths, recurrent_mask)  # under shard_map
     valid = None if lengths is None else valid_steps(lengths, T)  # (T, ...)
 
     def step(carry, inp):
