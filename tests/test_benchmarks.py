@@ -166,3 +166,23 @@ def test_eager_benchmark_prints_its_table_and_keeps_no_code_mapped():
     ]
     if sys.platform.startswith("linux"):
         assert all(mapped == "0" for _, mapped in rows)
+
+
+@pytest.mark.slow
+def test_data_parallel_benchmark_checks_gradients_and_prints_its_row():
+    """``bench_data_parallel.py --quick``: two host devices in a subprocess (the flag must be set
+    before JAX starts), the sharded gradient equal to the one-device one, one timed row."""
+    script = os.path.join(ROOT, "benchmarks", "bench_data_parallel.py")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run(
+        [sys.executable, script, "--quick"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "split into 2 devices" in out.stdout
+    row = re.search(
+        r"^\| tiny \(4, 5, 3, 8\) \| [\d.]+ \| [\d.]+ \| [\d.]+x \| ([\d.]+e[-+]\d+) \|$",
+        out.stdout,
+        re.M,
+    )
+    assert row, out.stdout
+    assert float(row.group(1)) < 1e-4
