@@ -227,6 +227,94 @@ def test_the_default_takes_the_gru_rule_from_its_threshold_width_on_cpu():
     assert rule_pays(lj.LSTMCell(4)) and rule_pays(lj.SimpleRNNCell(4))
 
 
+def _record_paths(monkeypatch):
+    """Make the layers log which path each of their recurrences traced: "rule" or "scan"."""
+    import lstm_jax.layers.stacked as stacked
+
+    log = []
+    rule, plain = stacked.fast_scan, stacked.scan
+
+    def logged(name, fn):
+        return lambda *a, **k: (log.append(name), fn(*a, **k))[1]
+
+    monkeypatch.setattr(stacked, "fast_scan", logged("rule", rule))
+    monkeypatch.setattr(stacked, "scan", logged("scan", plain))
+    jax.clear_caches()  # layers trace once per config and shapes: drop traces made before
+    return log
+
+
+@pytest.mark.parametrize("make", [lj.LSTM, lj.GRU, lj.SimpleRNN])
+def test_forward_mode_takes_scan_and_reverse_mode_the_rule_on_cpu(make, monkeypatch):
+    """A layer under ``jax.jvp``/``jax.jacfwd`` runs ``scan`` on CPU (whose one-loop forward
+    mode measured faster, ``fast.FORWARD_MODE_RULE_CPU``), under ``jax.grad`` the rule; the
+    derivatives are the same either way."""
+    monkeypatch.setattr("lstm_jax.sequence.fast.GRU_RULE_MIN_HIDDEN_CPU", 1)
+    log = _record_paths(monkeypatch)
+    rnn = make(H, num_layers=2, param_dtype=FLOAT)
+    params = randomize(rnn.init(jax.random.key(0), I), jax.random.key(1))
+    xs = normal(jax.random.key(2), (B, T, I))
+    dp = randomize(params, jax.random.key(3))
+
+    def loss(p, x):
+        return jnp.sum(jnp.sin(rnn.apply(p, x)[1]))
+
+    forward = "scan" if jax.default_backend() == "cpu" else "rule"
+    cases = {
+        "jit(jvp)": (lambda: jax.jit(lambda p, x: jax.jvp(loss, (p, x), (dp, x)))(params, xs)),
+        "jvp": lambda: jax.jvp(loss, (params, xs), (dp, xs)),
+        "jvp of the input": lambda: jax.jvp(lambda x: loss(params, x), (xs,), (xs,)),
+        "jacfwd": lambda: jax.jacfwd(loss, argnums=1)(params, xs),
+        "grad": lambda: jax.grad(loss, argnums=(0, 1))(params, xs),
+        "jit(grad)": lambda: jax.jit(jax.grad(loss))(params, xs),
+        "jvp of a jit": lambda: jax.jvp(jax.jit(loss), (params, xs), (dp, xs)),
+        "hvp": lambda: jax.jvp(jax.grad(loss), (params, xs), (dp, xs)),
+        "no derivative": lambda: loss(params, xs),
+    }
+    want = dict.fromkeys(["jit(jvp)", "jvp", "jvp of the input", "jacfwd"], forward)
+    for name, run in cases.items():
+        log.clear()
+        jax.clear_caches()
+        run()
+        # reverse mode, a Hessian-vector product (reverse inside forward) and a jit between
+        # the jvp and the layer (which hides the jvp: the layer is traced, then
+        # differentiated) keep the rule, correct in both modes as tested above
+        assert set(log) == {want.get(name, "rule")}, name
+    # the same tangent as the rule's own jvp (reached by hiding the jvp behind a jit)
+    got = jax.jvp(loss, (params, xs), (dp, xs))
+    rule = jax.jvp(jax.jit(loss), (params, xs), (dp, xs))
+    _close_trees(got, rule)
+
+
+def test_forward_mode_sees_only_a_jvp_around_the_call():
+    x = jnp.ones(3)
+    seen = []
+
+    def f(a):
+        seen.append(fast.forward_mode({"a": a}, None))
+        return a * 2.0
+
+    jax.jvp(f, (x,), (x,))
+    jax.grad(lambda a: jnp.sum(f(a)))(x)
+    jax.jit(lambda a: jax.jvp(f, (a,), (a,)))(x)
+    jax.jvp(jax.jit(f), (x,), (x,))
+    jax.vmap(lambda a: jax.jvp(f, (a,), (a,)))(jnp.ones((2, 3)))
+    jax.jvp(jax.grad(lambda a: jnp.sum(f(a))), (x,), (x,))  # reverse inside forward
+    f(x)
+    assert seen == [True, False, True, False, True, False, False]
+
+
+def test_forward_mode_can_keep_the_rule(monkeypatch):
+    """Where ``FORWARD_MODE_RULE_CPU`` is set (as on other backends), a jvp keeps the rule."""
+    monkeypatch.setattr("lstm_jax.sequence.fast.FORWARD_MODE_RULE_CPU", True)
+    log = _record_paths(monkeypatch)
+    rnn = lj.LSTM(H, param_dtype=FLOAT)
+    params = rnn.init(jax.random.key(0), I)
+    xs = normal(jax.random.key(2), (B, T, I))
+    jax.jvp(lambda x: rnn.apply(params, x)[1], (xs,), (xs,))
+    assert log == ["rule"]
+    assert rule_pays(lj.LSTMCell(4), forward=True)
+
+
 @pytest.mark.x64
 @pytest.mark.parametrize("kw", VARIANTS[:2], ids=["plain", "lengths-reverse"])
 def test_gates_major_products_equal_autodiff(kw, monkeypatch):

@@ -25,7 +25,7 @@ from lstm_jax.core import protocol
 from lstm_jax.core.checks import Problems, check_shapes
 from lstm_jax.core.eager import call_cached
 from lstm_jax.core.validate import check_bool, check_float, check_int, check_key, check_unroll
-from lstm_jax.sequence.fast import fast_scan, fast_supported, rule_pays
+from lstm_jax.sequence.fast import fast_scan, fast_supported, forward_mode, rule_pays
 from lstm_jax.sequence.lstm_scan import check_supported
 from lstm_jax.sequence.masks import dropout as apply_dropout
 from lstm_jax.sequence.scan import check_sequence, scan
@@ -66,7 +66,8 @@ class StackedRNN:
         GRU and simple RNN cells with sigmoid/tanh, no peephole, projection or layer norm,
         computed in a float32 or float64 ``param_dtype`` that the inputs share) where it is
         faster, else autodiff through :func:`lstm_jax.scan`; on CPU a GRU below 512 hidden
-        units takes autodiff, which measured faster there
+        units takes autodiff, which measured faster there, and so does a layer called under
+        ``jax.jvp``/``jax.jacfwd`` directly, whose forward mode ``scan`` runs faster on CPU
         (:func:`lstm_jax.sequence.fast.rule_pays`). ``"autodiff"``: always autodiff through
         :func:`lstm_jax.scan`, step by step (the reference). ``"bptt"``: the earlier name of
         ``"fast"``, kept for callers; it checks at construction that the cell is a supported
@@ -172,7 +173,14 @@ class StackedRNN:
         self._check(params, xs, carry, lengths)
         if key is not None:
             key = check_key(f"{type(self).__name__}.apply", "key", key)
-        return call_cached(StackedRNN._apply, self, params, xs, carry, lengths, key)
+        layer = self
+        if (
+            self.backward != "autodiff"
+            and not rule_pays(self.cell, forward=True)
+            and forward_mode(params, xs, carry)
+        ):  # a jvp around this call: scan's one-loop forward mode is the faster there
+            layer = dataclasses.replace(self, backward="autodiff")
+        return call_cached(StackedRNN._apply, layer, params, xs, carry, lengths, key)
 
     def _apply(self, params, xs, carry, lengths, key):
         """The body of :meth:`apply` once checked; jitted once per config for eager callers."""

@@ -11,7 +11,9 @@ and derivatives equal those of :func:`scan` to float rounding.
 
 The layers (:class:`lstm_jax.StackedRNN`, ``LSTM``, ``GRU``, ``SimpleRNN``) take this path
 whenever :func:`fast_supported` says the cell and the inputs allow it and :func:`rule_pays` says
-it is the faster one (all but a narrow GRU on CPU), and :func:`scan` otherwise.
+it is the faster one (in reverse mode all but a narrow GRU on CPU; in forward mode, when
+:func:`forward_mode` sees a ``jax.jvp`` around the call, none on CPU), and :func:`scan`
+otherwise.
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.interpreters.ad import JVPTracer
+
+try:  # reverse mode's tracers; JAX does not export the class
+    from jax._src.interpreters.ad import LinearizeTracer as _LINEARIZE_TRACERS
+except ImportError:  # pragma: no cover - another JAX: mixed calls count as forward mode
+    _LINEARIZE_TRACERS = ()
 
 from lstm_jax.cells.gru import GRUCell
 from lstm_jax.cells.lstm import LSTMCell, LSTMState
@@ -55,6 +63,16 @@ GRU_RULE_MIN_HIDDEN_CPU = 512
 # narrow input.
 GATES_MAJOR_BATCH_CPU = (16, 32)
 GATES_MAJOR_MIN_HIDDEN_CPU = 512
+
+# Forward mode on CPU: `jax.jvp` through `scan` (primal and tangent in one loop, each step's
+# rows in cache) against the rule's `jvp` (a saving forward loop, full-length residual and
+# tangent-GEMM passes over (T, B, 4H) arrays, then the tangent loop), interleaved, 7 rounds on
+# a 2-core Zen 3, ms, autodiff / rule: LSTM 4.2 / 5.0, 133 / 227, 123 / 171 at S, M and L; GRU
+# 3.4 / 4.0, 71 / 147, 84 / 131; simple RNN 1.5 / 1.9, 44 / 63, 29 / 38; two more LSTM runs
+# 0.55-0.59x at M and 0.79-0.88x at L (benchmarks/RESULTS.md, 2026-12-04; on the other hosts
+# 0.39-0.65x around M). The rule is built for reverse mode, where those passes become the
+# batched weight gradients; a layer differentiated by `jvp` directly therefore runs `scan`.
+FORWARD_MODE_RULE_CPU = False
 
 
 def fast_scan(
@@ -244,11 +262,38 @@ def gates_major(stack: bool, batch: int, hidden: int) -> bool:
     )
 
 
-def rule_pays(cell) -> bool:
-    """Whether the layers' default (``backward="fast"``) runs ``cell``'s rule on this backend:
-    always, except a GRU narrower than :data:`GRU_RULE_MIN_HIDDEN_CPU` on CPU, where autodiff
-    through :func:`scan` measured faster in both modes."""
-    if type(cell) is GRUCell and jax.default_backend() == "cpu":
+def forward_mode(*trees) -> bool:
+    """Whether the arrays in ``trees`` are being differentiated in forward mode at this call:
+    some leaf is a tracer of ``jax.jvp`` (which ``jax.jacfwd`` also uses) applied around it.
+
+    Reverse mode (``jax.grad``, ``jax.vjp``, ``jax.linearize``) traces with linearize tracers
+    instead, under JAX's direct linearization (its default; without it reverse mode traces
+    with JVP tracers too, so this is then always False). Inside a ``jit``, ``scan`` or
+    ``jax.checkpoint`` that sits between the transformation and the call, the arrays are plain
+    tracers and this is False: the call is traced once and differentiated afterwards.
+    """
+    if not getattr(jax.config, "jax_use_direct_linearize", False):
+        return False
+    leaves = jax.tree.leaves(trees)
+    if any(isinstance(a, _LINEARIZE_TRACERS) for a in leaves):
+        return False  # also reverse-differentiated here (a Hessian-vector product, say)
+    return any(isinstance(a, JVPTracer) for a in leaves)
+
+
+def rule_pays(cell, forward: bool = False) -> bool:
+    """Whether the layers' default (``backward="fast"``) runs ``cell``'s rule on this backend.
+
+    Reverse mode (and any call :func:`forward_mode` cannot see): always, except a GRU narrower
+    than :data:`GRU_RULE_MIN_HIDDEN_CPU` on CPU, where autodiff through :func:`scan` measured
+    faster. ``forward`` (a ``jvp`` seen by :func:`forward_mode`): never on CPU, where
+    ``scan``'s ``jvp``, one loop over the primal and the tangent together, measured faster than
+    the rule's two loops and full-length passes for every cell (see
+    :data:`FORWARD_MODE_RULE_CPU`).
+    """
+    cpu = jax.default_backend() == "cpu"
+    if forward and cpu:
+        return FORWARD_MODE_RULE_CPU
+    if type(cell) is GRUCell and cpu:
         return cell.hidden_size >= GRU_RULE_MIN_HIDDEN_CPU
     return True
 
