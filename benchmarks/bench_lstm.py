@@ -1,9 +1,11 @@
-"""Times lstm_jax against every installed peer LSTM, interleaved in one process.
+"""Times lstm_jax's LSTM, GRU and simple RNN against every installed peer, in one process.
 
 Usage::
 
     pip install -e ".[bench]"
-    python benchmarks/bench_lstm.py                  # shapes S, M, L; forward and training step
+    python benchmarks/bench_lstm.py                  # shapes S, M, L; forward, training step and
+                                                     # jvp; LSTM, GRU and simple RNN
+    python benchmarks/bench_lstm.py --cells lstm     # one cell's tables
     python benchmarks/bench_lstm.py --quick          # a tiny smoke run (seconds)
     python benchmarks/bench_lstm.py --compile        # compile time for several T, compiled memory,
                                                      # and the step loaded from the disk cache
@@ -39,8 +41,9 @@ SHAPES = {  # name: (B, T, I, H)
     "M": (64, 100, 128, 256),
     "L": (32, 64, 256, 512),
 }
-OURS = {"lstm": "lstm_jax LSTM (default)", "gru": "lstm_jax GRU (default)"}
-TORCH = {"lstm": "torch nn.LSTM", "gru": "torch nn.GRU"}
+CELLS = ("lstm", "gru", "rnn")
+OURS = {c: f"lstm_jax {c.upper()} (default)" for c in CELLS}
+TORCH = {"lstm": "torch nn.LSTM", "gru": "torch nn.GRU", "rnn": "torch nn.RNN"}
 MODES = ("fwd", "train", "jvp")
 
 
@@ -51,7 +54,7 @@ def build(shape, names, variants, cell="lstm"):
     entries = [peers.lstm_jax_entry(x, H, "default", name=OURS[cell], cell=cell)]
     if variants:
         entries.append(peers.lstm_jax_entry(x, H, "autodiff", cell=cell))
-    table = peers.PEERS if cell == "lstm" else peers.GRU_PEERS
+    table = {"lstm": peers.PEERS, "gru": peers.GRU_PEERS, "rnn": peers.RNN_PEERS}[cell]
     for name in names:
         if name not in table:
             continue
@@ -292,7 +295,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="tiny shape, one round: a smoke test")
     ap.add_argument("--shapes", default="S,M,L", help="comma-separated subset of S, M, L")
     ap.add_argument("--peers", default=",".join(peers.PEERS), help="comma-separated peers")
-    ap.add_argument("--cells", default="lstm,gru", help="comma-separated subset of lstm, gru")
+    ap.add_argument(
+        "--cells", default=",".join(CELLS), help="comma-separated subset of lstm, gru, rnn"
+    )
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--reps", type=int, default=1, help="calls per timing")
     ap.add_argument("--compile", action="store_true", help="compile time and memory report")
@@ -311,6 +316,11 @@ def main(argv=None):
         malloc += f", GLIBC_TUNABLES={os.environ['GLIBC_TUNABLES']}"
     names = [n for n in args.peers.split(",") if n]
     cells = [c for c in args.cells.split(",") if c]
+    known = {*peers.PEERS, *peers.GRU_PEERS, *peers.RNN_PEERS}
+    if bad := [n for n in names if n not in known]:
+        ap.error(f"--peers: unknown {', '.join(bad)}; known: {', '.join(sorted(known))}")
+    if bad := [c for c in cells if c not in CELLS]:
+        ap.error(f"--cells: unknown {', '.join(bad)}; known: {', '.join(CELLS)}")
     print(header(malloc))
     if args.quick:
         res = {}

@@ -1,12 +1,13 @@
 """One LSTM layer per library, each as a pair of closures ``fwd()`` and ``train()``.
 
-Every entry builds the same problem: a single-layer LSTM (or GRU, in ``GRU_PEERS``) with hidden
-size ``H`` over a batch-major ``(B, T, I)`` float32 input, returning all ``T`` outputs. ``fwd``
-computes the outputs; ``train`` computes the gradient of ``mean(ys ** 2)`` with respect to the
-parameters and the input; ``jvp`` (JAX entries) the same loss's forward-mode derivative along
-one direction in (params, input), with ``jax.jvp``. Each blocks until the result is ready. JAX
-entries also expose ``jax_train`` (the un-jitted gradient function) and ``args``, so compile
-time and the compiled step's memory can be measured.
+Every entry builds the same problem: a single-layer LSTM (or GRU, in ``GRU_PEERS``, or a simple
+tanh RNN, in ``RNN_PEERS``) with hidden size ``H`` over a batch-major ``(B, T, I)`` float32
+input, returning all ``T`` outputs. ``fwd`` computes the outputs; ``train`` computes the
+gradient of ``mean(ys ** 2)`` with respect to the parameters and the input; ``jvp`` (JAX
+entries) the same loss's forward-mode derivative along one direction in (params, input), with
+``jax.jvp``. Each blocks until the result is ready. JAX entries also expose ``jax_train`` (the
+un-jitted gradient function) and ``args``, so compile time and the compiled step's memory can
+be measured.
 
 A peer whose package is missing is skipped (its builder raises ``ImportError``).
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -63,16 +65,19 @@ def _jax_entry(name, apply, params, x):
 
 
 def lstm_jax_entry(x, H, backward="default", unroll=None, name=None, cell="lstm"):
-    """lstm_jax: ``"default"`` is the layer (``lj.LSTM(H)`` / ``lj.GRU(H)``) as a user gets it;
+    """lstm_jax: ``"default"`` is the layer (``lj.LSTM(H)``, ``lj.GRU(H)``, ``lj.SimpleRNN(H)``)
+    as a user gets it;
     ``"autodiff"`` is ``jax.grad`` through ``lj.scan``."""
     import lstm_jax as lj
 
     name = name or f"lstm_jax {cell.upper()} ({backward})"
     if backward == "default":
-        layer = lj.LSTM(H, forget_bias=0.0) if cell == "lstm" else lj.GRU(H)
+        layer = {"lstm": partial(lj.LSTM, forget_bias=0.0), "gru": lj.GRU, "rnn": lj.SimpleRNN}
+        layer = layer[cell](H)
         params = layer.init(jax.random.key(0), x.shape[-1])
         return _jax_entry(name, lambda p, x: layer.apply(p, x)[1], params, x)
-    c = lj.LSTMCell(H, forget_bias=0.0) if cell == "lstm" else lj.GRUCell(H)
+    c = {"lstm": partial(lj.LSTMCell, forget_bias=0.0), "gru": lj.GRUCell, "rnn": lj.SimpleRNNCell}
+    c = c[cell](H)
     params = c.init(jax.random.key(0), x.shape[-1])
     return _jax_entry(name, lambda p, x: lj.scan(c, p, x, unroll=unroll)[1], params, x)
 
@@ -134,65 +139,56 @@ def haiku_entry(x, H):
     return _jax_entry("haiku LSTM+dynamic_unroll", model.apply, params, x)
 
 
-def keras_entry(x, H):
+def _keras_entry(x, H, layer_name, name):
+    """``keras.layers.<layer_name>(H, return_sequences=True)`` through ``stateless_call``."""
     import keras
 
     if keras.backend.backend() != "jax":
         raise ImportError("keras is not on the JAX backend (set KERAS_BACKEND=jax)")
-    layer = keras.layers.LSTM(H, return_sequences=True)
+    layer = getattr(keras.layers, layer_name)(H, return_sequences=True)
     layer.build(x.shape)
     trainable = [v.value for v in layer.trainable_variables]
     frozen = [v.value for v in layer.non_trainable_variables]
 
     def apply(params, x):
-        ys, _ = layer.stateless_call(params, frozen, x)
-        return ys
+        return layer.stateless_call(params, frozen, x)[0]  # (outputs, non-trainable state)
 
-    return _jax_entry("keras 3 LSTM (jax)", apply, trainable, x)
+    return _jax_entry(name, apply, trainable, x)
+
+
+def keras_entry(x, H):
+    return _keras_entry(x, H, "LSTM", "keras 3 LSTM (jax)")
+
+
+def _torch_entry(x, H, module_name, name):
+    """``torch.nn.<module_name>(I, H, batch_first=True)`` on torch's CPU threads."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(0)
+    model = getattr(torch.nn, module_name)(x.shape[-1], H, batch_first=True)
+    xt = torch.from_numpy(np.array(x)).requires_grad_(True)
+
+    def fwd():
+        with torch.no_grad():
+            return model(xt)[0]
+
+    def train():
+        model.zero_grad(set_to_none=True)
+        xt.grad = None
+        ys, _ = model(xt)
+        ys.square().mean().backward()
+        return xt.grad
+
+    return Entry(name, fwd, train)
 
 
 def torch_entry(x, H):
-    import torch
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    torch.manual_seed(0)
-    model = torch.nn.LSTM(x.shape[-1], H, batch_first=True)
-    xt = torch.from_numpy(np.array(x)).requires_grad_(True)
-
-    def fwd():
-        with torch.no_grad():
-            return model(xt)[0]
-
-    def train():
-        model.zero_grad(set_to_none=True)
-        xt.grad = None
-        ys, _ = model(xt)
-        ys.square().mean().backward()
-        return xt.grad
-
-    return Entry("torch nn.LSTM", fwd, train)
+    return _torch_entry(x, H, "LSTM", "torch nn.LSTM")
 
 
 def torch_gru_entry(x, H):
-    import torch
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    torch.manual_seed(0)
-    model = torch.nn.GRU(x.shape[-1], H, batch_first=True)
-    xt = torch.from_numpy(np.array(x)).requires_grad_(True)
-
-    def fwd():
-        with torch.no_grad():
-            return model(xt)[0]
-
-    def train():
-        model.zero_grad(set_to_none=True)
-        xt.grad = None
-        ys, _ = model(xt)
-        ys.square().mean().backward()
-        return xt.grad
-
-    return Entry("torch nn.GRU", fwd, train)
+    return _torch_entry(x, H, "GRU", "torch nn.GRU")
 
 
 def flax_gru_entry(x, H):
@@ -204,20 +200,37 @@ def flax_gru_entry(x, H):
 
 
 def keras_gru_entry(x, H):
-    import keras
+    return _keras_entry(x, H, "GRU", "keras 3 GRU (jax)")
 
-    if keras.backend.backend() != "jax":
-        raise ImportError("keras is not on the JAX backend (set KERAS_BACKEND=jax)")
-    layer = keras.layers.GRU(H, return_sequences=True)
-    layer.build(x.shape)
-    trainable = [v.value for v in layer.trainable_variables]
-    frozen = [v.value for v in layer.non_trainable_variables]
 
-    def apply(params, x):
-        ys, _ = layer.stateless_call(params, frozen, x)
-        return ys
+def flax_rnn_entry(x, H):
+    import flax.linen as nn
 
-    return _jax_entry("keras 3 GRU (jax)", apply, trainable, x)
+    model = nn.RNN(nn.SimpleCell(H))
+    params = model.init(jax.random.key(0), x)
+    return _jax_entry("flax linen RNN(SimpleCell)", model.apply, params, x)
+
+
+def haiku_rnn_entry(x, H):
+    import haiku as hk
+
+    def f(x):
+        core = hk.VanillaRNN(H)
+        xs = jnp.swapaxes(x, 0, 1)  # (T, B, I): dynamic_unroll is time-major
+        ys, _ = hk.dynamic_unroll(core, xs, core.initial_state(x.shape[0]))
+        return jnp.swapaxes(ys, 0, 1)
+
+    model = hk.without_apply_rng(hk.transform(f))
+    params = model.init(jax.random.key(0), x)
+    return _jax_entry("haiku VanillaRNN+dynamic_unroll", model.apply, params, x)
+
+
+def keras_rnn_entry(x, H):
+    return _keras_entry(x, H, "SimpleRNN", "keras 3 SimpleRNN (jax)")
+
+
+def torch_rnn_entry(x, H):
+    return _torch_entry(x, H, "RNN", "torch nn.RNN")
 
 
 PEERS = {
@@ -234,6 +247,14 @@ GRU_PEERS = {
     "flax": flax_gru_entry,
     "keras": keras_gru_entry,
     "torch": torch_gru_entry,
+}
+
+
+RNN_PEERS = {  # equinox has no simple RNN cell
+    "flax": flax_rnn_entry,
+    "haiku": haiku_rnn_entry,
+    "keras": keras_rnn_entry,
+    "torch": torch_rnn_entry,
 }
 
 

@@ -14,6 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "bench_lstm.py")
 N_PEERS = 6  # len(benchmarks/peers.py's PEERS): flax, nnx, equinox, haiku, keras, torch
 N_GRU_PEERS = 3  # len(GRU_PEERS): flax, keras, torch
+N_RNN_PEERS = 4  # len(RNN_PEERS): flax, haiku, keras, torch
 
 
 @pytest.mark.slow
@@ -25,7 +26,7 @@ def test_quick_benchmark_runs_and_prints_every_table():
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout
     # lstm_jax's default layer is the reference row (fwd / train / jvp ms), so its ratio is 1
-    for cell in ("LSTM", "GRU"):
+    for cell in ("LSTM", "GRU", "RNN"):
         assert re.search(
             rf"\| lstm_jax {cell} \(default\) \| [\d.]+ / [\d.]+ / [\d.]+ \(1\.00x\) \|", text
         )
@@ -35,8 +36,8 @@ def test_quick_benchmark_runs_and_prints_every_table():
     skipped = out.stderr.count("skipping ")  # a peer whose package is missing
     speed_rows = re.findall(r"^\| .* \| [\d.]+ / [\d.]+ / (?:[\d.]+|-) \([\d.]+x\) \|$", text, re.M)
     # both lstm_jax rows per cell and every installed peer (torch has no jvp column)
-    assert len(speed_rows) == 4 + N_PEERS + N_GRU_PEERS - skipped
-    assert text.count("| tiny | ") == 2  # the targets tables, LSTM and GRU
+    assert len(speed_rows) == 6 + N_PEERS + N_GRU_PEERS + N_RNN_PEERS - skipped
+    assert text.count("| tiny | ") == 3  # the targets tables: LSTM, GRU, simple RNN
     compile_row = re.search(
         r"\| lstm_jax LSTM \(default\) \| ([\d.]+) \| ([\d.]+) \| [\d.]+ \|", text
     )
@@ -47,6 +48,22 @@ def test_quick_benchmark_runs_and_prints_every_table():
     long_row = re.search(r"\| bptt \| 10 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", text)
     assert long_row and float(long_row.group(2)) > 0  # a peak RSS was measured
     assert re.search(r"\| \(2, 5, 3, 4\) \| .* \| [\d.]+x / [\d.]+x \|", text)  # bf16 row
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--cells", "lstm,lsmt"], r"--cells: unknown lsmt; known: lstm, gru, rnn"),
+        (["--peers", "torch,torh"], r"--peers: unknown torh; known: equinox, flax"),
+    ],
+)
+def test_benchmark_names_an_unknown_cell_or_peer(argv, match):
+    """A misspelt cell or peer is an error that lists the known ones, not a silently shorter
+    table."""
+    out = subprocess.run(
+        [sys.executable, SCRIPT, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2 and re.search(match, out.stderr), out.stderr[-2000:]
 
 
 @pytest.mark.slow
