@@ -285,6 +285,36 @@ def test_forward_mode_takes_scan_and_reverse_mode_the_rule_on_cpu(make, monkeypa
     _close_trees(got, rule)
 
 
+@pytest.mark.parametrize("make", [lj.LSTM, lj.GRU, lj.SimpleRNN])
+def test_forward_mode_through_scan_keeps_every_layer_option(make, monkeypatch):
+    """The swap to ``scan`` under a ``jvp`` keeps what the layer was asked for: two
+    bidirectional layers, lengths, a carry, dropout and recurrent dropout from a key (the same
+    masks), time-major input. The tangent equals the rule's, and the log shows both paths ran."""
+    monkeypatch.setattr("lstm_jax.sequence.fast.GRU_RULE_MIN_HIDDEN_CPU", 1)
+    log = _record_paths(monkeypatch)
+    rnn = make(H, num_layers=2, bidirectional=True, dropout=0.3, recurrent_dropout=0.4,
+               time_major=True, param_dtype=FLOAT)  # fmt: skip
+    params = randomize(rnn.init(jax.random.key(0), I), jax.random.key(1))
+    xs = normal(jax.random.key(2), (T, B, I))
+    carry = randomize(rnn.initial_carry((B,)), jax.random.key(3))
+    key = jax.random.key(4)
+    lengths = jnp.asarray(LENGTHS)
+
+    def loss(p, x, c):
+        final, ys = rnn.apply(p, x, c, lengths=lengths, key=key)
+        return jnp.sum(jnp.sin(ys)) + sum(jnp.sum(a**2) for a in jax.tree.leaves(final))
+
+    args = (params, xs, carry)
+    direction = randomize(args, jax.random.key(5))
+    log.clear()
+    got = jax.jvp(loss, args, direction)
+    seen, log[:] = set(log), []
+    rule = jax.jvp(jax.jit(loss), args, direction)  # the jit hides the jvp: the rule's tangent
+    forward = "scan" if jax.default_backend() == "cpu" else "rule"
+    assert seen == {forward} and set(log) == {"rule"}
+    _close_trees(got, rule)
+
+
 def test_forward_mode_sees_only_a_jvp_around_the_call():
     x = jnp.ones(3)
     seen = []
