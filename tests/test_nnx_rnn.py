@@ -175,6 +175,44 @@ def test_gradients_under_jit_equal_flax():
     close(pure(g_o), pure(g_t), 1e-5)
 
 
+@pytest.mark.parametrize("name", ["LSTMCell", "OptimizedLSTMCell", "GRUCell", "SimpleCell"])
+def test_plain_cells_take_the_rule_and_both_modes_equal_flax(name, monkeypatch):
+    """A plain cell runs its core cell's hand-derived rule under ``grad`` (the layers' default;
+    the GRU's size threshold is lowered here) and ``scan`` under ``jvp`` on CPU, as the layers
+    choose; gradients and tangents equal Flax's own ``nnx.RNN``."""
+    import lstm_jax.nnx.rnn as rnn_module
+
+    monkeypatch.setattr("lstm_jax.sequence.fast.GRU_RULE_MIN_HIDDEN_CPU", 1)
+    log = []
+    for fn in ("fast_scan", "scan"):
+        real = getattr(rnn_module, fn)
+        monkeypatch.setattr(
+            rnn_module, fn, lambda *a, _f=real, _n=fn, **k: (log.append(_n), _f(*a, **k))[1]
+        )
+    theirs, ours = pair(name)
+    rnn_t, rnn_o = nnx.RNN(theirs, reverse=True), ljnnx.RNN(ours, reverse=True)
+    x = xs()
+
+    h0 = jnp.linspace(-0.5, 0.5, B * H).reshape(B, H)  # a carry given: no RNG state moves
+    carry = (h0, -h0) if "LSTM" in name else h0
+
+    def loss(module, x):
+        return jnp.sum(jnp.sin(module(x, initial_carry=carry, seq_lengths=LENGTHS)))
+
+    def split(module):
+        graph, params, rest = nnx.split(module, nnx.Param, ...)
+        return (lambda p, x: loss(nnx.merge(graph, p, rest), x)), params
+
+    (f_t, p_t), (f_o, p_o) = split(rnn_t), split(rnn_o)
+    log.clear()
+    close(jax.grad(f_o, argnums=(0, 1))(p_o, x), jax.grad(f_t, argnums=(0, 1))(p_t, x), 1e-5)
+    assert set(log) == {"fast_scan"}
+    direction = (jax.tree.map(jnp.cos, p_t), jnp.cos(x))
+    log.clear()
+    close(jax.jvp(f_o, (p_o, x), direction), jax.jvp(f_t, (p_t, x), direction), 1e-5)
+    assert set(log) == {"scan" if jax.default_backend() == "cpu" else "fast_scan"}
+
+
 def test_from_flax_reads_the_default_merge_fn_of_either_class():
     rnn = lambda s: ljnnx.RNN(ljnnx.LSTMCell(I, H, rngs=nnx.Rngs(s)))  # noqa: E731
     bi = ljnnx.Bidirectional(rnn(0), rnn(1))
@@ -207,5 +245,5 @@ def test_errors_are_flaxs_kinds_with_clear_messages():
         ljnnx.RNN(cell)(xs(), seq_lengths=jnp.array([1, 6, 2]))
     with pytest.raises(TypeError, match=r"`RNN`: `mask_padding` must be True or False"):
         ljnnx.RNN(cell, mask_padding="yes")
-    with pytest.raises(ValueError, match=r"`scan`: `xs` has 5 features"):
+    with pytest.raises(ValueError, match=r"`RNN`: `inputs` has 5 features but the cell expects 2"):
         ljnnx.RNN(cell)(jnp.ones((B, T, 5)))

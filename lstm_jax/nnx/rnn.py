@@ -10,10 +10,12 @@ outputs there are whatever the recurrence computes, and ``return_carry=True`` re
 at each sequence's last valid step.
 
 How it runs: a cell of :mod:`lstm_jax.nnx` whose ``__call__`` is not overridden, with the
-default ``state_axes`` and ``promote_dtype``, runs through :func:`lstm_jax.scan` (one core cell,
-params read once); any other cell (a user's ``nnx.RNNCellBase``, a subclass that adds dropout)
-runs through ``nnx.scan`` of its ``__call__``, so its ``nnx.Dropout`` streams and other state
-advance exactly as in Flax. Both give the same numbers.
+default ``state_axes`` and ``promote_dtype``, runs as one core cell (params read once) on the
+layers' default path: its hand-derived rule where that covers the cell (sigmoid and tanh,
+products in the carry's dtype) and pays on this backend, else :func:`lstm_jax.scan`. Any other
+cell (a user's ``nnx.RNNCellBase``, a subclass that adds dropout) runs through ``nnx.scan`` of
+its ``__call__``, so its ``nnx.Dropout`` streams and other state advance exactly as in Flax.
+All give the same numbers, to float rounding.
 
 One option beyond Flax: ``mask_padding=True`` gives this library's variable-length rule
 instead: past each sequence's end the carry is frozen and outputs are zero.
@@ -34,6 +36,7 @@ from flax.nnx.nn import dtypes
 from lstm_jax.core.checks import is_concrete
 from lstm_jax.core.validate import check_bool
 from lstm_jax.nnx.base import CellBase
+from lstm_jax.sequence.fast import fast_scan, fast_supported, forward_mode, rule_pays
 from lstm_jax.sequence.scan import scan
 
 Array = jax.Array
@@ -239,11 +242,25 @@ class RNN(nnx.Module):
         return (carry, outputs) if return_carry else outputs
 
     def _run_core(self, cell, carry, xs, time_major, time_axis, lengths, mask, slice_carry):
-        """One core cell over the whole sequence with :func:`lstm_jax.scan`."""
+        """One core cell over the whole sequence, on the layers' default path: the core cell's
+        hand-derived rule (:func:`lstm_jax.sequence.fast.fast_scan`) where it covers the cell
+        and pays on this backend, else :func:`lstm_jax.scan`; the two agree to float rounding."""
+        if xs.shape[-1] != cell.in_features:
+            raise ValueError(
+                f"`RNN`: `inputs` has {xs.shape[-1]} features but the cell expects "
+                f"{cell.in_features} (its `in_features`); got inputs.shape={tuple(xs.shape)}."
+            )
         core, params, xs, c0, out = cell.prepare(xs, carry)
         _check_carry_dtype(cell, carry, out)
-        c, ys = scan(core, params, xs, c0, lengths=lengths if mask else None,
-                     time_major=time_major, unroll=self.unroll)  # fmt: skip
+        rule = (
+            fast_supported(core, xs, c0)
+            and rule_pays(core)
+            and (rule_pays(core, forward=True) or not forward_mode(params, xs, c0))
+        )
+        c, ys = (fast_scan if rule else scan)(
+            core, params, xs, c0, lengths=lengths if mask else None, time_major=time_major,
+            unroll=self.unroll,
+        )  # fmt: skip
         return jax.tree.map(lambda a: a.astype(out), cell.from_core_carry(c)), ys.astype(out)
 
     def _run_nnx(self, cell, carry, xs, time_major, time_axis, lengths, mask, slice_carry):
