@@ -10,10 +10,12 @@ Rows: ``LSTMCell`` through ``lstm_scan`` (the hand-derived backward pass, the li
 path), ``sLSTMCell`` through ``scan``, ``mLSTMCell`` recurrent (``scan``), parallel
 (``parallel_scan(chunk_size=T)``) and chunkwise (``chunk_size=64``), and ``minLSTMCell``
 sequential (``scan``) and parallel (``parallel_scan``). "train" is ``grad`` of ``mean(ys ** 2)``
-with respect to params and inputs, "fwd" the outputs alone; milliseconds, median over rounds
-that interleave the rows. "temp MiB" is XLA's compiled temporary memory of the training step
+with respect to params and inputs, "fwd" the outputs alone, "jvp" the same loss's forward-mode
+derivative along one direction in (params, inputs); milliseconds, median over rounds that
+interleave the rows. "temp MiB" is XLA's compiled temporary memory of the training step
 (its peak working set beyond inputs and outputs). A form whose estimated ``(B, NH, T, T)``
-matrices exceed ``--max-gib`` is not run and says so. Ratios are time / the LSTM's time.
+matrices exceed ``--max-gib`` is not run and says so. Ratios are time / the LSTM's time;
+"jvp / train" is a form's own forward-mode time over its training time.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import jax.numpy as jnp
 import lstm_jax as lj
 
 CHUNK = 64
+MODES = ("fwd", "train", "jvp")
 
 
 def forms(H: int, heads: int):
@@ -59,8 +62,9 @@ def forms(H: int, heads: int):
 
 
 def compiled(run, params, xs, max_temp_gib):
-    """The compiled forward and training step and the step's temp MiB; None, None, MiB when the
-    step needs more than ``max_temp_gib`` of temporary memory (it is then not run)."""
+    """``({"fwd", "train", "jvp"}: compiled (params, xs) -> ..., the step's temp MiB)``; None
+    and the MiB when the training step needs more than ``max_temp_gib`` of temporary memory (it
+    is then not run)."""
     fwd = jax.jit(run).lower(params, xs).compile()
 
     def loss(p, x):
@@ -70,10 +74,17 @@ def compiled(run, params, xs, max_temp_gib):
     mem = train.memory_analysis()
     temp = getattr(mem, "temp_size_in_bytes", 0) / 2**20 if mem is not None else float("nan")
     if temp > 1024 * max_temp_gib:
-        return None, None, temp
-    jax.block_until_ready(fwd(params, xs))
-    jax.block_until_ready(train(params, xs))
-    return fwd, train, temp
+        return None, temp
+    leaves, tree = jax.tree.flatten((params, xs))
+    keys = jax.random.split(jax.random.key(7), len(leaves))
+    direction = tree.unflatten(
+        [jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves, strict=True)]
+    )
+    tangent = jax.jit(lambda p, x: jax.jvp(loss, (p, x), direction)).lower(params, xs).compile()
+    fns = {"fwd": fwd, "train": train, "jvp": tangent}
+    for fn in fns.values():
+        jax.block_until_ready(fn(params, xs))
+    return fns, temp
 
 
 def timed(fn, *args) -> float:
@@ -89,26 +100,27 @@ def bench_T(T: int, args) -> list[tuple[str, str]]:
     for name, (cell, run, quadratic) in forms(H, args.heads).items():
         gib = 4 * B * args.heads * T * T * 4 / 2**30  # ~4 float32 (T, T) buffers per head
         if quadratic and gib > args.max_gib:
-            rows[name] = f"not run: ~{gib:.0f} GiB of (T, T) matrices | -"
+            rows[name] = f"not run: ~{gib:.0f} GiB of (T, T) matrices | - | -"
             continue
         params = cell.init(jax.random.key(0), I)
-        fwd, train, temp = compiled(run, params, xs, args.max_temp_gib)
-        if fwd is None:
-            rows[name] = f"not run: its training step needs {temp / 1024:.0f} GiB | {temp:.0f}"
+        fns, temp = compiled(run, params, xs, args.max_temp_gib)
+        if fns is None:
+            rows[name] = f"not run: its training step needs {temp / 1024:.0f} GiB | - | {temp:.0f}"
             continue
-        live[name] = (fwd, train, params, temp, {"fwd": [], "train": []})
+        live[name] = (fns, params, temp, {m: [] for m in MODES})
     names = list(live)
     for r in range(args.rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            fwd, train, params, _, times = live[name]
-            times["fwd"].append(timed(fwd, params, xs))
-            times["train"].append(timed(train, params, xs))
+            fns, params, _, times = live[name]
+            for m in MODES:
+                times[m].append(timed(fns[m], params, xs))
     base = names[0]
-    med = {n: {m: statistics.median(live[n][4][m]) for m in ("fwd", "train")} for n in names}
+    med = {n: {m: statistics.median(live[n][3][m]) for m in MODES} for n in names}
     for n in names:
-        f, t = med[n]["fwd"], med[n]["train"]
-        rf, rt = f / med[base]["fwd"], t / med[base]["train"]
-        rows[n] = f"{f:.1f} / {t:.1f} ({rf:.2f}x / {rt:.2f}x) | {live[n][3]:.0f}"
+        ms = " / ".join(f"{med[n][m]:.1f}" for m in MODES)
+        ratios = " / ".join(f"{med[n][m] / med[base][m]:.2f}x" for m in MODES)
+        own = med[n]["jvp"] / med[n]["train"]
+        rows[n] = f"{ms} ({ratios}) | {own:.2f}x | {live[n][2]:.0f}"
     return list(rows.items())
 
 
@@ -131,8 +143,8 @@ def main():
     dev = jax.devices()[0]
     print(f"jax {jax.__version__}, {dev.platform} ({dev.device_kind}), {platform.processor()}")
     print(f"B={args.B}, H=I={args.H}, heads={args.heads}, rounds={args.rounds}\n")
-    print("| T | form | fwd / train ms (ratio to LSTM) | train temp MiB |")
-    print("|---|---|---|---|")
+    print("| T | form | fwd / train / jvp ms (ratio to LSTM) | jvp / train | train temp MiB |")
+    print("|---|---|---|---|---|")
     for T in args.T:
         for name, cells in bench_T(T, args):
             print(f"| {T} | {name} | {cells} |", flush=True)
