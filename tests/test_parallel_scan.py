@@ -67,6 +67,42 @@ def test_lengths_given_carry_and_time_major(chunk_size):
 
 
 @pytest.mark.x64
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _setup(T=11, B=4)[0],
+        lambda: lj.minLSTMCell(8, param_dtype=FLOAT),
+        lambda: lj.minGRUCell(8, param_dtype=FLOAT),
+    ],
+    ids=["mlstm", "minlstm", "mingru"],
+)
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_reverse_equals_scans_reverse(make, with_lengths):
+    """``reverse=True`` reads each sequence from its last valid step back, as ``scan`` does:
+    outputs in input order, zeros on the padding, the carry after the first step, gradients."""
+    cell = make()
+    params = randomize(cell.init(jax.random.key(0), 5), jax.random.key(1), scale=0.4)
+    xs = jax.random.normal(jax.random.key(2), (4, 11, 5), FLOAT)
+    carry0, _ = lj.scan(cell, params, xs[:, :3])  # a nonzero starting state
+    lengths = jnp.array([11, 6, 1, 0]) if with_lengths else None
+    w = jax.random.normal(jax.random.key(5), (4, 11, 8), FLOAT)
+
+    def run(fn):
+        def loss(p, x):
+            c, ys = fn(cell, p, x, carry0, lengths=lengths, reverse=True)
+            return jnp.sum(ys * w) + sum(jnp.sum(jnp.sin(a)) for a in jax.tree.leaves(c)), (c, ys)
+
+        (_, out), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(params, xs)
+        return out, grads
+
+    got = run(functools.partial(lj.parallel_scan, chunk_size=4))
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(run(lj.scan)), strict=True):
+        assert_close(a, b, **TOL)
+    if with_lengths:
+        np.testing.assert_array_equal(got[0][1][1, 6:], 0.0)
+
+
+@pytest.mark.x64
 def test_gradients_of_every_form_agree():
     cell, params, xs = _setup(T=10, B=2)
     w = jax.random.normal(jax.random.key(5), (2, 10, 8), FLOAT)

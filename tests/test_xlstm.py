@@ -144,6 +144,49 @@ def test_slstm_bidirectional_stack_runs_each_direction_as_scan():
     np.testing.assert_allclose(ys[..., :4], top_f, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.x64
+def test_mlstm_layers_run_the_chunkwise_form_in_both_modes(monkeypatch):
+    """An mLSTM in a layer runs ``parallel_scan`` (chunkwise, the faster form to train and to
+    differentiate in forward mode) unless ``backward="autodiff"``; outputs, final carries,
+    gradients and tangents equal the step-by-step recurrence, with two bidirectional layers,
+    lengths, a carry and time-major input."""
+    import lstm_jax.layers.stacked as stacked
+
+    log = []
+    real = stacked.parallel_scan
+    monkeypatch.setattr(stacked, "parallel_scan", lambda *a, **k: (log.append(1), real(*a, **k))[1])
+    cell = _f64(lj.mLSTMCell(8, num_heads=2))
+    make = lambda backward: lj.StackedRNN(  # noqa: E731
+        cell, num_layers=2, bidirectional=True, time_major=True, backward=backward
+    )
+    rnn, ref = make("fast"), make("autodiff")
+    params = _random_params(rnn, jax.random.key(0), 3, scale=0.1)
+    xs = jax.random.normal(jax.random.key(1), (70, 3, 3), FLOAT)  # T = 70: two chunks of 64
+    carry = jax.tree.map(lambda a: a + 0.1, rnn.initial_carry((3,)))
+    lengths = jnp.array([70, 33, 0])
+    w = jax.random.normal(jax.random.key(2), (70, 3, 16), FLOAT)
+
+    def loss(layer, p):
+        final, ys = layer.apply(p, xs, carry, lengths=lengths)
+        return jnp.sum(ys * w) + sum(jnp.sum(jnp.tanh(a)) for a in jax.tree.leaves(final))
+
+    for fn in (
+        lambda layer: layer.apply(params, xs, carry, lengths=lengths),
+        lambda layer: jax.grad(lambda p: loss(layer, p))(params),
+        lambda layer: jax.jvp(lambda p: loss(layer, p), (params,), (params,)),
+    ):
+        log.clear()
+        jax.clear_caches()  # the layers trace once per config and shapes: trace this call
+        got = fn(rnn)
+        assert len(log) == 4  # two layers, two directions each
+        log.clear()
+        want = fn(ref)
+        assert not log
+        tol = 1e-9 if X64 else 1e-4  # float32: relative to each array's scale (grads ~1e4)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            assert_close(a, b, rtol=tol, atol=tol * max(1.0, float(jnp.max(jnp.abs(b)))))
+
+
 def test_slstm_jit_vmap_and_python_loop_agree():
     cell = lj.sLSTMCell(4, num_heads=2, recurrent_init="orthogonal")
     params = cell.init(jax.random.key(0), 3)

@@ -28,6 +28,7 @@ from lstm_jax.core.validate import check_bool, check_float, check_int, check_key
 from lstm_jax.sequence.fast import fast_scan, fast_supported, forward_mode, rule_pays
 from lstm_jax.sequence.lstm_scan import check_supported
 from lstm_jax.sequence.masks import dropout as apply_dropout
+from lstm_jax.sequence.parallel import parallel_pays, parallel_scan
 from lstm_jax.sequence.scan import check_sequence, scan
 
 
@@ -68,7 +69,11 @@ class StackedRNN:
         faster, else autodiff through :func:`lstm_jax.scan`; on CPU a GRU below 512 hidden
         units takes autodiff, which measured faster there, and so does a layer called under
         ``jax.jvp``/``jax.jacfwd`` directly, whose forward mode ``scan`` runs faster on CPU
-        (:func:`lstm_jax.sequence.fast.rule_pays`). ``"autodiff"``: always autodiff through
+        (:func:`lstm_jax.sequence.fast.rule_pays`). An :class:`lstm_jax.mLSTMCell` runs its
+        chunkwise form, :func:`lstm_jax.parallel_scan` (``unroll`` does not apply to it),
+        whose training step measured 4-5x faster than the step-by-step recurrence's and
+        with a seventh of its memory (:func:`lstm_jax.sequence.parallel.parallel_pays`).
+        ``"autodiff"``: always autodiff through
         :func:`lstm_jax.scan`, step by step (the reference). ``"bptt"``: the earlier name of
         ``"fast"``, kept for callers; it checks at construction that the cell is a supported
         LSTM. All give the same outputs and derivatives, in reverse and forward mode.
@@ -176,6 +181,7 @@ class StackedRNN:
         layer = self
         if (
             self.backward != "autodiff"
+            and not parallel_pays(self.cell)  # its chunkwise form is the faster jvp too
             and not rule_pays(self.cell, forward=True)
             and forward_mode(params, xs, carry)
         ):  # a jvp around this call: scan's one-loop forward mode is the faster there
@@ -248,6 +254,11 @@ class StackedRNN:
             shape = tuple(step_batch) + (protocol.output_size(self.cell, xs.shape[-1]),)
             keep = 1.0 - self.recurrent_dropout
             mask = jax.random.bernoulli(key, keep, shape).astype(xs.dtype) / keep
+        if self.backward != "autodiff" and mask is None and parallel_pays(self.cell):
+            return parallel_scan(
+                self.cell, params, xs, carry, lengths=lengths, reverse=reverse,
+                time_major=self.time_major,
+            )  # fmt: skip
         fast = (
             self.backward != "autodiff"
             and fast_supported(self.cell, xs, carry)

@@ -1,7 +1,8 @@
 """Whole-sequence forms of the cells whose gates read only ``x_t``.
 
-:func:`parallel_scan` takes the arguments of :func:`lstm_jax.scan` (minus ``reverse`` and
-``unroll``) and returns the same ``(carry, ys)`` for the cells that have a parallel form:
+:func:`parallel_scan` takes the arguments of :func:`lstm_jax.scan` (minus ``unroll`` and
+``recurrent_mask``, which these cells' gates never meet) and returns the same ``(carry, ys)``
+for the cells that have a parallel form:
 
 * :class:`lstm_jax.mLSTMCell`: the stabilised parallel form of Beck et al. (2024, appendix A.3),
   a decayed causal attention, ``O(T^2)`` time and memory; or, with ``chunk_size=L < T``, the
@@ -40,6 +41,17 @@ DEFAULT_CHUNK = 64
 PARALLEL_CELLS = (mLSTMCell, minLSTMCell, minGRUCell)
 
 
+def parallel_pays(cell: Any) -> bool:
+    """Whether the layers' default runs ``cell`` through :func:`parallel_scan` instead of
+    :func:`lstm_jax.scan`: for the mLSTM (exactly that class), whose chunkwise form trained
+    4.2x and 4.1x faster than the recurrence through ``scan`` at B = 8, H = 256, T = 256 and
+    1024 on a 2-core CPU, its ``jvp`` 1.4-1.8x faster, with 59 and 228 MiB of temporary
+    memory instead of 411 and 1636 (its forward alone: 0.95x and 0.57x). The minLSTM and minGRU
+    keep ``scan``: there their log-space scan ran the forward 1.6-2.5x and the ``jvp`` 3.1-3.3x
+    slower and trained in 0.90-1.13x of the time (benchmarks/RESULTS.md, 2026-12-04)."""
+    return type(cell) is mLSTMCell
+
+
 def parallel_scan(
     cell: Any,
     params: Any,
@@ -47,6 +59,7 @@ def parallel_scan(
     carry: Any | None = None,
     *,
     lengths: jax.Array | None = None,
+    reverse: bool = False,
     time_major: bool = False,
     chunk_size: int | None = None,
 ) -> tuple[Any, jax.Array]:
@@ -58,6 +71,8 @@ def parallel_scan(
       xs: ``(..., T, I)`` (batch-major) or ``(T, ..., I)`` with ``time_major=True``.
       carry: the initial carry for batch ``...``; zeros when None.
       lengths: optional integer array of shape ``...`` with values in ``[0, T]``.
+      reverse: process each sequence from its last valid step back to its first, as
+        :func:`lstm_jax.scan` does; outputs stay in input order.
       time_major: the layout of ``xs`` and of the returned ``ys``.
       chunk_size: the chunk length ``L``. mLSTM: of the chunkwise form; ``L >= T`` is the
         parallel form; None is ``L = 64`` (the parallel form up to ``T = 64``).
@@ -84,17 +99,18 @@ def parallel_scan(
       ((2, 100, 8), (2, 2))
     """
     check_parallel(cell, chunk_size)
-    T, batch_shape = check_sequence("parallel_scan", cell, params, xs, carry, lengths, time_major)
+    T, batch_shape = check_sequence(
+        "parallel_scan", cell, params, xs, carry, lengths, time_major, reverse=reverse
+    )
     if carry is None:
         carry = cell.initial_carry(batch_shape)
-    return call_cached(
-        _run_parallel, (cell, bool(time_major), chunk_size), params, xs, carry, lengths
-    )
+    static = (cell, bool(reverse), bool(time_major), chunk_size)
+    return call_cached(_run_parallel, static, params, xs, carry, lengths)
 
 
 def _run_parallel(static, params, xs, carry, lengths):
     """The body of :func:`parallel_scan` once checked (jitted once per config and shapes)."""
-    cell, time_major, chunk_size = static
+    cell, reverse, time_major, chunk_size = static
     T = xs.shape[0] if time_major else xs.shape[-2]
     dt = jnp.promote_types(params.w_x.dtype, xs.dtype)  # float64 in, float64 out, as `scan`
     params, carry = cast((params, carry), dt)
@@ -105,17 +121,33 @@ def _run_parallel(static, params, xs, carry, lengths):
         t = jnp.arange(T, dtype=jnp.int32).reshape((1,) * lengths.ndim + (T,))
         valid = t < lengths.astype(jnp.int32)[..., None]  # (..., T)
         xs_b = jnp.where(valid[..., None], xs_b, jnp.zeros_like(xs_b))  # padding never counts
+    if reverse:  # each sequence's valid steps reversed; the padding stays at its end
+        xs_b = _reverse_valid(xs_b, lengths)
     if isinstance(cell, mLSTMCell):
         L = chunk_size or DEFAULT_CHUNK
         carry, ys = mlstm_chunkwise(cell, params, xs_b, carry, valid, min(L, T))
     else:
         carry, ys = min_rnn_scan(cell, params, xs_b, carry, valid, chunk_size or MIN_RNN_CHUNK)
+    if reverse:  # the same permutation puts each output back at its input's step
+        ys = _reverse_valid(ys, lengths)
     if lengths is not None:  # out-of-range lengths under jit: NaN carry and outputs, as `scan`
         bad = jnp.any((lengths < 0) | (lengths > T))
         carry, ys = jax.tree.map(
             lambda a: jnp.where(bad, jnp.full_like(a, jnp.nan), a), (carry, ys)
         )
     return carry, (jnp.moveaxis(ys, -2, 0) if time_major else ys)
+
+
+def _reverse_valid(a, lengths):
+    """``a: (..., T, F)`` with each sequence's first ``lengths`` steps in reverse order and the
+    steps after them in place (every step reversed without ``lengths``); its own inverse."""
+    if lengths is None:
+        return jnp.flip(a, axis=-2)
+    T = a.shape[-2]
+    t = jnp.arange(T, dtype=jnp.int32).reshape((1,) * lengths.ndim + (T,))
+    n = jnp.clip(lengths.astype(jnp.int32), 0, T)[..., None]  # out of range: NaN'd after
+    order = jnp.where(t < n, n - 1 - t, t)  # (..., T)
+    return jnp.take_along_axis(a, order[..., None], axis=-2)
 
 
 MIN_RNN_CHUNK = 16  # minLSTM/minGRU: the chunk length; on CPU the fastest to compile and to run
