@@ -72,7 +72,8 @@ class StackedRNN:
         (:func:`lstm_jax.sequence.fast.rule_pays`). An :class:`lstm_jax.mLSTMCell` runs its
         chunkwise form, :func:`lstm_jax.parallel_scan` (``unroll`` does not apply to it),
         whose training step measured 4-5x faster than the step-by-step recurrence's and
-        with a seventh of its memory (:func:`lstm_jax.sequence.parallel.parallel_pays`).
+        with a seventh of its memory (:func:`lstm_jax.sequence.parallel.parallel_pays`); a
+        symbolic sequence length (``jax.export``) keeps the recurrence.
         ``"autodiff"``: always autodiff through
         :func:`lstm_jax.scan`, step by step (the reference). ``"bptt"``: the earlier name of
         ``"fast"``, kept for callers; it checks at construction that the cell is a supported
@@ -254,7 +255,13 @@ class StackedRNN:
             shape = tuple(step_batch) + (protocol.output_size(self.cell, xs.shape[-1]),)
             keep = 1.0 - self.recurrent_dropout
             mask = jax.random.bernoulli(key, keep, shape).astype(xs.dtype) / keep
-        if self.backward != "autodiff" and mask is None and parallel_pays(self.cell):
+        T = xs.shape[0] if self.time_major else xs.shape[-2]
+        if (
+            self.backward != "autodiff"
+            and mask is None
+            and isinstance(T, int)  # a symbolic length (jax.export) keeps the recurrence
+            and parallel_pays(self.cell)
+        ):
             return parallel_scan(
                 self.cell, params, xs, carry, lengths=lengths, reverse=reverse,
                 time_major=self.time_major,
