@@ -71,8 +71,8 @@ class StackedRNN:
         ``jax.jvp``/``jax.jacfwd`` directly, whose forward mode ``scan`` runs faster on CPU
         (:func:`lstm_jax.sequence.fast.rule_pays`). An :class:`lstm_jax.mLSTMCell` runs its
         chunkwise form, :func:`lstm_jax.parallel_scan` (``unroll`` does not apply to it),
-        whose training step measured about 4x faster than the step-by-step recurrence's
-        with a seventh of its memory (:func:`lstm_jax.sequence.parallel.parallel_pays`); a
+        whose training step measured about 4x faster than the step-by-step recurrence's, in a
+        seventh of its memory (:func:`lstm_jax.sequence.parallel.parallel_pays`); a
         symbolic sequence length (``jax.export``) keeps the recurrence.
         ``"autodiff"``: always autodiff through
         :func:`lstm_jax.scan`, step by step (the reference). ``"bptt"``: the earlier name of
