@@ -82,12 +82,19 @@ def lstm_jax_entry(x, H, backward="default", unroll=None, name=None, cell="lstm"
     return _jax_entry(name, lambda p, x: lj.scan(c, p, x, unroll=unroll)[1], params, x)
 
 
-def flax_linen_entry(x, H):
+def _flax_linen_entry(x, make_cell, name):
+    """``flax.linen.RNN(make_cell(nn))`` over the sequence."""
     import flax.linen as nn
 
-    model = nn.RNN(nn.OptimizedLSTMCell(H))
+    model = nn.RNN(make_cell(nn))
     params = model.init(jax.random.key(0), x)
-    return _jax_entry("flax linen RNN(OptimizedLSTMCell)", model.apply, params, x)
+    return _jax_entry(name, model.apply, params, x)
+
+
+def flax_linen_entry(x, H):
+    return _flax_linen_entry(
+        x, lambda nn: nn.OptimizedLSTMCell(H), "flax linen RNN(OptimizedLSTMCell)"
+    )
 
 
 def flax_nnx_entry(x, H):
@@ -125,18 +132,23 @@ def equinox_entry(x, H):
     return _jax_entry("equinox LSTMCell+scan", apply, params, x)
 
 
-def haiku_entry(x, H):
+def _haiku_entry(x, make_core, name):
+    """``hk.dynamic_unroll`` of ``make_core(hk)`` over the time-major sequence."""
     import haiku as hk
 
     def f(x):
-        core = hk.LSTM(H)
+        core = make_core(hk)
         xs = jnp.swapaxes(x, 0, 1)  # (T, B, I): dynamic_unroll is time-major
         ys, _ = hk.dynamic_unroll(core, xs, core.initial_state(x.shape[0]))
         return jnp.swapaxes(ys, 0, 1)
 
     model = hk.without_apply_rng(hk.transform(f))
     params = model.init(jax.random.key(0), x)
-    return _jax_entry("haiku LSTM+dynamic_unroll", model.apply, params, x)
+    return _jax_entry(name, model.apply, params, x)
+
+
+def haiku_entry(x, H):
+    return _haiku_entry(x, lambda hk: hk.LSTM(H), "haiku LSTM+dynamic_unroll")
 
 
 def _keras_entry(x, H, layer_name, name):
@@ -192,11 +204,7 @@ def torch_gru_entry(x, H):
 
 
 def flax_gru_entry(x, H):
-    import flax.linen as nn
-
-    model = nn.RNN(nn.GRUCell(H))
-    params = model.init(jax.random.key(0), x)
-    return _jax_entry("flax linen RNN(GRUCell)", model.apply, params, x)
+    return _flax_linen_entry(x, lambda nn: nn.GRUCell(H), "flax linen RNN(GRUCell)")
 
 
 def keras_gru_entry(x, H):
@@ -204,25 +212,11 @@ def keras_gru_entry(x, H):
 
 
 def flax_rnn_entry(x, H):
-    import flax.linen as nn
-
-    model = nn.RNN(nn.SimpleCell(H))
-    params = model.init(jax.random.key(0), x)
-    return _jax_entry("flax linen RNN(SimpleCell)", model.apply, params, x)
+    return _flax_linen_entry(x, lambda nn: nn.SimpleCell(H), "flax linen RNN(SimpleCell)")
 
 
 def haiku_rnn_entry(x, H):
-    import haiku as hk
-
-    def f(x):
-        core = hk.VanillaRNN(H)
-        xs = jnp.swapaxes(x, 0, 1)  # (T, B, I): dynamic_unroll is time-major
-        ys, _ = hk.dynamic_unroll(core, xs, core.initial_state(x.shape[0]))
-        return jnp.swapaxes(ys, 0, 1)
-
-    model = hk.without_apply_rng(hk.transform(f))
-    params = model.init(jax.random.key(0), x)
-    return _jax_entry("haiku VanillaRNN+dynamic_unroll", model.apply, params, x)
+    return _haiku_entry(x, lambda hk: hk.VanillaRNN(H), "haiku VanillaRNN+dynamic_unroll")
 
 
 def keras_rnn_entry(x, H):
