@@ -1,4 +1,4 @@
-"""One LSTM layer per library, each as a pair of closures ``fwd()`` and ``train()``.
+"""One recurrent layer per library, as closures ``fwd()``, ``train()`` and (JAX) ``jvp()``.
 
 Every entry builds the same problem: a single-layer LSTM (or GRU, in ``GRU_PEERS``, or a simple
 tanh RNN, in ``RNN_PEERS``) with hidden size ``H`` over a batch-major ``(B, T, I)`` float32
