@@ -244,17 +244,21 @@ def target_table(results, cell="lstm"):
         "that peer / ours train | ours jvp / ours train |",
         "|---|---|---|---|---|---|",
     ]
-    nan = float("nan")
+
+    def ratio(a, b):  # "-" where a peer was not timed (not installed, or left out by --peers)
+        return "-" if a is None else f"{a / b:.2f}x"
+
     for s, r in results.items():
         o = {m: r[(ours, m)] for m in MODES}
-        t = {m: r.get((torch, m), nan) for m in ("fwd", "train")}
+        t = {m: r.get((torch, m)) for m in ("fwd", "train")}
         jax_peers = [n for n, m in r if m == "train" and n not in (ours, torch)]
         jax_peers = [n for n in jax_peers if not n.startswith("lstm_jax")]
         best = min(jax_peers, key=lambda n: r[(n, "train")], default=None)
-        best_ratio = r[(best, "train")] / o["train"] if best else nan
+        best_train = None if best is None else r[(best, "train")]
         lines.append(
-            f"| {s} | {t['fwd'] / o['fwd']:.2f}x | {t['train'] / o['train']:.2f}x "
-            f"| {best} | {best_ratio:.2f}x | {o['jvp'] / o['train']:.2f}x |"
+            f"| {s} | {ratio(t['fwd'], o['fwd'])} | {ratio(t['train'], o['train'])} "
+            f"| {best or '-'} | {ratio(best_train, o['train'])} "
+            f"| {ratio(o['jvp'], o['train'])} |"
         )
     return "\n".join(lines)
 

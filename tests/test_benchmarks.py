@@ -66,6 +66,26 @@ def test_benchmark_names_an_unknown_cell_or_peer(argv, match):
     assert out.returncode == 2 and re.search(match, out.stderr), out.stderr[-2000:]
 
 
+def test_targets_table_marks_peers_that_were_not_timed():
+    """With only some peers timed (``--peers torch``, or a package missing), the targets table
+    shows "-" for what is missing instead of ``None`` and ``nan``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_lstm", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    times = zip(bench.MODES, (2.0, 8.0, 4.0), strict=True)  # fwd, train, jvp
+    ours = {("lstm_jax GRU (default)", m): t for m, t in times}
+    with_torch = {**ours, ("torch nn.GRU", "fwd"): 3.0, ("torch nn.GRU", "train"): 4.0}
+    table = bench.target_table({"M": with_torch, "L": ours}, "gru")
+    assert "| M | 1.50x | 0.50x | - | - | 0.50x |" in table
+    assert "| L | - | - | - | - | 0.50x |" in table
+    assert "None" not in table and "nan" not in table
+    with_peer = {**ours, ("flax linen RNN(GRUCell)", "train"): 12.0}
+    table = bench.target_table({"S": with_peer}, "gru")
+    assert "| S | - | - | flax linen RNN(GRUCell) | 1.50x | 0.50x |" in table
+
+
 @pytest.mark.slow
 def test_gpu_benchmark_script_runs_without_a_gpu():
     """``bench_gpu.py --cpu``: the correctness checks pass and every row of the table prints."""
