@@ -374,6 +374,28 @@ def test_gates_major_only_for_the_measured_range():
     assert fast.gates_major(False, 32, 512) == fast.gates_major(False, 16, 1024) == on_cpu
     assert not fast.gates_major(False, 8, 512) and not fast.gates_major(False, 64, 512)
     assert not fast.gates_major(False, 32, 384) and not fast.gates_major(True, 32, 512)
+    assert fast.gates_major(True, 32, 1024) == fast.gates_major(True, 16, 2048) == on_cpu
+    assert not fast.gates_major(True, 8, 1024) and not fast.gates_major(True, 64, 1024)
+
+
+def test_gates_major_replaces_the_stacked_input_from_1024_units(monkeypatch):
+    """A narrow input is stacked with the recurrent product, except where the gates-major loop
+    takes over (CPU, a batch of 16 to 32, 1024+ units): the loop never does both."""
+    seen, real = [], fast.fast_lstm.Static
+
+    def record(*args):
+        seen.append(real(*args))
+        return seen[-1]
+
+    monkeypatch.setattr(fast.fast_lstm, "Static", record)
+    for hidden, batch in ((1024, 32), (512, 32), (1024, 64)):
+        fast._runner(lj.LSTMCell(hidden), 1, 1, batch)  # a one-wide input: 4 I <= H
+    on_cpu = jax.default_backend() == "cpu"
+    assert [(st.stack, st.gates_major) for st in seen] == [
+        (not on_cpu, on_cpu),
+        (True, False),
+        (True, False),
+    ]
 
 
 def test_unsupported_cells_and_inputs_fall_back_to_scan_in_layers():

@@ -52,17 +52,26 @@ _CELLS = (LSTMCell, GRUCell, SimpleRNNCell)
 GRU_RULE_MIN_HIDDEN_CPU = 512
 
 # On CPU the LSTM rule's forward loop computes its products as (4H, B) blocks, then transposes,
-# for a batch of 16 to 32 rows and at least 512 hidden units (with an input too wide to stack
-# with the recurrent product). There XLA's (B, 4H) products hit a slow case: at B = 16 and 32,
+# for a batch of 16 to 32 rows and at least 512 hidden units (below 1024 units, only for an input
+# too wide to stack with the recurrent product). There XLA's (B, 4H) products hit a slow case: at B = 16 and 32,
 # H = 512 and 1024 the gates-major loop ran the forward 1.25-1.93x and the training step
 # 1.05-1.42x faster in four interleaved runs on a 2-core Zen 4, and with one transpose of the
 # summed products the layer's forward 1.58-1.96x, training 1.17-1.26x and jvp 1.15-1.37x
 # (benchmarks/RESULTS.md, 2026-12-01). Outside that range it was mixed: B = 8 gained in one
 # run and lost in two (0.80-1.47x forward), H = 384 likewise, B = 64 was level (0.98-1.10x) and
-# larger batches lost (0.62-0.85x forward at B = 128 to 512), as did the stacked product of a
-# narrow input.
+# larger batches lost (0.62-0.85x forward at B = 128 to 512), as did gates-major products
+# stacked with a narrow input at H <= 256.
 GATES_MAJOR_BATCH_CPU = (16, 32)
 GATES_MAJOR_MIN_HIDDEN_CPU = 512
+
+# From 1024 units the gates-major loop also beat the stacked product of a narrow input (which
+# it used to leave alone): at B = 16 and 32, H = 1024, I = 1, 16, 128 and 256, the rule's
+# forward ran 1.14-1.34x and its training step 1.05-1.12x faster than with the input stacked
+# (1.16-1.27x / 1.03-1.06x faster than the usual unstacked loop), and through the layer the
+# forward 1.15-1.33x and training 1.07-1.10x, on a 2-core Zen 4 (benchmarks/RESULTS.md,
+# 2026-12-04, night). At H = 512 the stacked product of a one-wide input ran the forward 1.32x
+# faster than gates-major, so the stack keeps that range.
+GATES_MAJOR_OVER_STACK_MIN_HIDDEN_CPU = 1024
 
 # Forward mode on CPU: `jax.jvp` through `scan` (primal and tangent in one loop, each step's
 # rows in cache) against the rule's `jvp` (a saving forward loop, full-length residual and
@@ -181,7 +190,8 @@ def _runner(cell, input_size, unroll, batch):
         # A narrow input makes x_t W_x a small, overhead-bound product: stacking it with the
         # recurrent one was faster on CPU for 4 I <= H (benchmarks/RESULTS.md).
         stack = 4 * input_size <= H
-        st = fast_lstm.Static(cell.forget_gate, unroll, stack, gates_major(stack, batch, H))
+        gm = gates_major(stack, batch, H)
+        st = fast_lstm.Static(cell.forget_gate, unroll, stack and not gm, gm)
 
         def run(p, xs, c0, valid, mask):
             hs, c_T = fast_lstm.lstm_core(st, p, xs, c0.h, c0.c, valid, mask)
@@ -250,12 +260,14 @@ def _required_options(cell):
 
 def gates_major(stack: bool, batch: int, hidden: int) -> bool:
     """Whether the LSTM rule's forward loop computes its products gates-major on this backend
-    (see :data:`GATES_MAJOR_BATCH_CPU`); results agree to float rounding either way. A
-    symbolic batch (``jax.export``) keeps the usual orientation."""
+    (see :data:`GATES_MAJOR_BATCH_CPU`), given whether the input would otherwise be ``stack``-ed
+    with the recurrent product; gates-major replaces the stack from
+    :data:`GATES_MAJOR_OVER_STACK_MIN_HIDDEN_CPU` units. Results agree to float rounding either
+    way. A symbolic batch (``jax.export``) keeps the usual orientation."""
     lo, hi = GATES_MAJOR_BATCH_CPU
     return (
         jax.default_backend() == "cpu"
-        and not stack
+        and (not stack or hidden >= GATES_MAJOR_OVER_STACK_MIN_HIDDEN_CPU)
         and hidden >= GATES_MAJOR_MIN_HIDDEN_CPU
         and isinstance(batch, int)
         and lo <= batch <= hi
