@@ -53,14 +53,14 @@ GRU_RULE_MIN_HIDDEN_CPU = 512
 
 # On CPU the LSTM rule's forward loop computes its products as (4H, B) blocks, then transposes,
 # for a batch of 16 to 32 rows and at least 512 hidden units (below 1024 units, only for an input
-# too wide to stack with the recurrent product). There XLA's (B, 4H) products hit a slow case: at B = 16 and 32,
-# H = 512 and 1024 the gates-major loop ran the forward 1.25-1.93x and the training step
-# 1.05-1.42x faster in four interleaved runs on a 2-core Zen 4, and with one transpose of the
-# summed products the layer's forward 1.58-1.96x, training 1.17-1.26x and jvp 1.15-1.37x
-# (benchmarks/RESULTS.md, 2026-12-01). Outside that range it was mixed: B = 8 gained in one
-# run and lost in two (0.80-1.47x forward), H = 384 likewise, B = 64 was level (0.98-1.10x) and
-# larger batches lost (0.62-0.85x forward at B = 128 to 512), as did gates-major products
-# stacked with a narrow input at H <= 256.
+# too wide to stack with the recurrent product). There XLA's (B, 4H) products hit a slow case:
+# at B = 16 and 32, H = 512 and 1024 the gates-major loop ran the forward 1.25-1.93x and the
+# training step 1.05-1.42x faster in four interleaved runs on a 2-core Zen 4, and with one
+# transpose of the summed products the layer's forward 1.58-1.96x, training 1.17-1.26x and jvp
+# 1.15-1.37x (benchmarks/RESULTS.md, 2026-12-01). Outside that range it was mixed: B = 8
+# gained in one run and lost in two (0.80-1.47x forward), H = 384 likewise, B = 64 was level
+# (0.98-1.10x) and larger batches lost (0.62-0.85x forward at B = 128 to 512), as did
+# gates-major products stacked with a narrow input at H <= 256.
 GATES_MAJOR_BATCH_CPU = (16, 32)
 GATES_MAJOR_MIN_HIDDEN_CPU = 512
 
