@@ -187,8 +187,9 @@ def _runner(cell, input_size, unroll, batch):
     """``run(params, xs, carry, valid, mask) -> (hs (T, B, H), final carry)`` for ``cell``."""
     H = cell.hidden_size
     if isinstance(cell, LSTMCell):
-        # A narrow input makes x_t W_x a small, overhead-bound product: stacking it with the
-        # recurrent one was faster on CPU for 4 I <= H (benchmarks/RESULTS.md).
+        # A narrow input makes x_t W_x a small, overhead-bound product: stacked with the
+        # recurrent one, a one-wide input ran the forward 1.24-2.23x faster on CPU, and inputs
+        # up to H / 4 wide were level (0.86-1.18x; benchmarks/RESULTS.md, 2026-12-04, night).
         stack = 4 * input_size <= H
         gm = gates_major(stack, batch, H)
         st = fast_lstm.Static(cell.forget_gate, unroll, stack and not gm, gm)
