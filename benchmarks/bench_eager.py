@@ -7,7 +7,7 @@ Usage (2 layers, bidirectional)::
     python benchmarks/bench_eager.py --quick    # tiny shapes, lstm_jax only (seconds)
 
 A notebook or a debugging session often calls ``jax.grad(loss)(params)`` (or ``nnx.grad``)
-outside ``jit``. Each round times, for every entry and in an order that rotates, one eager
+outside ``jit``. Each round times, for every entry and in an order shuffled each round, one eager
 gradient call and one call of the same gradient jitted; the table shows medians over rounds
 (milliseconds), ``eager / jitted`` and the memory mappings the process gained per eager call
 (Linux; compiled code that stays mapped: the process fails once it reaches
@@ -24,9 +24,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+from rounds import round_orders  # noqa: E402
 
 import lstm_jax as lj  # noqa: E402
 
@@ -131,8 +133,8 @@ def main(argv=None) -> int:
     times = {name: ([], []) for name in calls}
     maps = {name: 0 for name in calls}
     names = list(calls)
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+    for order in round_orders(names, rounds):
+        for name in order:
             eager, jitted = calls[name]
             before = n_maps()
             times[name][0].append(timed(eager))

@@ -14,9 +14,9 @@ parallel over time (``parallel_in_time.py``, an experiment), after checking how 
 iterations it needs on the benchmark's weights and how far it is from the sequential result.
 Then it times the forward pass and the training step
 (``grad`` of ``mean(ys ** 2)`` with respect to params and inputs) of every entry, interleaved in
-rotating order, medians over rounds, at each library's default matmul precision. Ratios are
-``entry / first entry``: above 1, the first entry (lstm_jax) is faster. ``--json PATH`` also
-writes every number.
+an order shuffled each round, medians over rounds, at each library's default matmul precision.
+Ratios are ``entry / first entry``: above 1, the first entry (lstm_jax) is faster.
+``--json PATH`` also writes every number.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import parallel_in_time  # noqa: E402
 import peers  # noqa: E402
+from rounds import round_orders  # noqa: E402
 
 import lstm_jax as lj  # noqa: E402
 from lstm_jax.sequence import fast_lstm  # noqa: E402
@@ -160,7 +161,7 @@ def entries_for(shape, quick, sweep, cpu):
 
 
 def time_entries(entries, rounds, budget_s=0.05):
-    """Medians (ms) per entry and mode over ``rounds`` rotated rounds."""
+    """Medians (ms) per entry and mode over ``rounds`` shuffled rounds (``rounds.py``)."""
     reps, times, ok = {}, {}, []
     for e in entries:
         try:
@@ -176,8 +177,7 @@ def time_entries(entries, rounds, budget_s=0.05):
             one = time.perf_counter() - t0
             reps[(e.name, mode)] = max(1, min(50, int(budget_s / max(one, 1e-6))))
             times[(e.name, mode)] = []
-    for r in range(rounds):
-        order = ok[r % len(ok) :] + ok[: r % len(ok)]
+    for order in round_orders(ok, rounds):
         for e in order:
             for mode in ("fwd", "train"):
                 fn, n = getattr(e, mode), reps[(e.name, mode)]

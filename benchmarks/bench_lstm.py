@@ -12,10 +12,13 @@ Usage::
     python benchmarks/bench_lstm.py --long           # T = 100,000 training with rematerialisation
     python benchmarks/bench_lstm.py --tune-malloc    # shapes S, M, L after lj.tune_cpu_malloc()
 
-Each round calls every library once per mode, in an order that rotates from round to round, so
-load on a shared machine hits them all alike; the table shows medians over rounds and the ratio
-``peer / lstm_jax`` (above 1: lstm_jax is faster). "train" is ``grad`` of ``mean(ys ** 2)`` with
-respect to params and inputs; "fwd" is the outputs alone. Times are milliseconds.
+Each round calls every library once per mode, in an order shuffled afresh each round (seeded),
+so load on a shared machine hits them all alike and no library always runs right after the same
+one (a cyclic rotation keeps the neighbours fixed, and what one library leaves behind, freed
+memory or a cold cache, then always lands on the next); the table shows medians over rounds and
+the ratio ``peer / lstm_jax`` (above 1: lstm_jax is faster). "train" is ``grad`` of
+``mean(ys ** 2)`` with respect to params and inputs; "fwd" is the outputs alone. Times are
+milliseconds.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 import peers  # noqa: E402
+from rounds import round_orders  # noqa: E402
 
 import lstm_jax as lj  # noqa: E402
 
@@ -70,13 +74,12 @@ def _modes(e):
 
 
 def time_shape(entries, rounds, reps):
-    """Medians (ms) of ``reps``-call means over ``rounds`` rotated rounds, per entry and mode."""
+    """Medians (ms) of ``reps``-call means over ``rounds`` shuffled rounds, per entry and mode."""
     times = {(e.name, m): [] for e in entries for m in _modes(e)}
     for e in entries:  # compile / warm up
         for m in _modes(e):
             getattr(e, m)()
-    for r in range(rounds):
-        order = entries[r % len(entries) :] + entries[: r % len(entries)]
+    for order in round_orders(entries, rounds):
         for e in order:
             for mode in _modes(e):
                 fn = getattr(e, mode)

@@ -27,6 +27,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+from rounds import round_orders
 
 import lstm_jax as lj
 
@@ -109,8 +110,8 @@ def bench_T(T: int, args) -> list[tuple[str, str]]:
             continue
         live[name] = (fns, params, temp, {m: [] for m in MODES})
     names = list(live)
-    for r in range(args.rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+    for order in round_orders(names, args.rounds):
+        for name in order:
             fns, params, _, times = live[name]
             for m in MODES:
                 times[m].append(timed(fns[m], params, xs))
