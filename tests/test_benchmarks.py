@@ -86,6 +86,20 @@ def test_targets_table_marks_peers_that_were_not_timed():
     assert "| S | - | - | flax linen RNN(GRUCell) | 1.50x | 0.50x |" in table
 
 
+def test_rounds_are_seeded_shuffles_whose_neighbours_vary():
+    """Each round's order is a permutation, the same in every run, and no entry always runs
+    right after the same one (a rotation would keep every neighbour fixed)."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from rounds import round_orders
+
+    names = list("abcdefgh")
+    orders = list(round_orders(names, 7))
+    assert orders == list(round_orders(names, 7))  # seeded
+    assert all(sorted(o) == names for o in orders)
+    before = {n: {o[o.index(n) - 1] for o in orders if o.index(n)} for n in names}
+    assert all(len(prev) > 1 for prev in before.values())
+
+
 @pytest.mark.slow
 def test_gpu_benchmark_script_runs_without_a_gpu():
     """``bench_gpu.py --cpu``: the correctness checks pass and every row of the table prints."""
