@@ -345,6 +345,18 @@ def test_forward_mode_can_keep_the_rule(monkeypatch):
     assert rule_pays(lj.LSTMCell(4), forward=True)
 
 
+def _record_lstm_static(monkeypatch):
+    """The LSTM rule's static options, as the runner builds them, in a list that fills up."""
+    seen, real = [], fast.fast_lstm.Static
+
+    def record(*args):
+        seen.append(real(*args))
+        return seen[-1]
+
+    monkeypatch.setattr(fast.fast_lstm, "Static", record)
+    return seen
+
+
 @pytest.mark.x64
 @pytest.mark.parametrize("kw", VARIANTS[:2], ids=["plain", "lengths-reverse"])
 def test_gates_major_products_equal_autodiff(kw, monkeypatch):
@@ -353,13 +365,7 @@ def test_gates_major_products_equal_autodiff(kw, monkeypatch):
     test's sizes): outputs and every derivative still equal autodiff through ``scan``."""
     monkeypatch.setattr(fast, "GATES_MAJOR_BATCH_CPU", (1, B))
     monkeypatch.setattr(fast, "GATES_MAJOR_MIN_HIDDEN_CPU", 1)
-    seen, real = [], fast.fast_lstm.Static
-
-    def record(*args):  # the rule's static options, as the runner builds them
-        seen.append(real(*args))
-        return seen[-1]
-
-    monkeypatch.setattr(fast.fast_lstm, "Static", record)
+    seen = _record_lstm_static(monkeypatch)
     jax.clear_caches()  # `fast_scan` traces once per config and shapes: drop traces made before
     cell = CELLS["lstm"]()
     args = _setup(cell, seed=11)
@@ -381,13 +387,7 @@ def test_gates_major_only_for_the_measured_range():
 def test_gates_major_replaces_the_stacked_input_from_1024_units(monkeypatch):
     """A narrow input is stacked with the recurrent product, except where the gates-major loop
     takes over (CPU, a batch of 16 to 32, 1024+ units): the loop never does both."""
-    seen, real = [], fast.fast_lstm.Static
-
-    def record(*args):
-        seen.append(real(*args))
-        return seen[-1]
-
-    monkeypatch.setattr(fast.fast_lstm, "Static", record)
+    seen = _record_lstm_static(monkeypatch)
     for hidden, batch in ((1024, 32), (512, 32), (1024, 64)):
         fast._runner(lj.LSTMCell(hidden), 1, 1, batch)  # a one-wide input: 4 I <= H
     on_cpu = jax.default_backend() == "cpu"
