@@ -213,16 +213,41 @@ def long_report(B, T, I, H, configs):
     return "\n".join(lines)
 
 
-def cpu_model():
-    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+def cpu_model(cpuinfo=None):
+    """The CPU as the results need it: model name, CPUID family and model (the model name of a
+    VM is often just "AMD EPYC", while Zen 3, 4 and 5 differ by family and model) and the widest
+    vector instructions, from /proc/cpuinfo's text (Linux); else what ``platform`` knows."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return platform.processor() or platform.machine()
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:  # the first processor's entry
+            fields[key.strip()] = value.strip()
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']} model {fields['model']})"
+    flags = set(fields.get("flags", "").split())
+    isa = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), None)
+    return f"{name}, {isa.replace('avx512f', 'avx512')}" if isa else name
+
+
+def memory_settings():
+    """glibc's version and transparent huge pages' mode: both change how much a step pays for
+    faulting in its fresh temporaries (benchmarks/RESULTS.md, "page faults")."""
+    lib, version = platform.libc_ver()
+    out = f"{lib} {version}" if lib else "libc ?"
     try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            mode = f.read().split("[", 1)[1].split("]", 1)[0]
+        out += f", transparent huge pages: {mode}"
+    except (OSError, IndexError):
         pass
-    return platform.processor() or platform.machine()
+    return out
 
 
 def header(malloc="glibc defaults"):
@@ -232,7 +257,7 @@ def header(malloc="glibc defaults"):
     return (
         f"{time.strftime('%Y-%m-%d %H:%M')}; device: {dev.platform} ({dev.device_kind}), "
         f"{os.cpu_count()} CPU cores, {cpu_model()}; load average {load}; "
-        f"python {platform.python_version()}; malloc: {malloc}\n"
+        f"python {platform.python_version()}; malloc: {malloc} ({memory_settings()})\n"
         + ", ".join(f"{k} {val}" for k, val in v.items())
         + f"\nXLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
     )

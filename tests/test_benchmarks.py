@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -84,6 +85,27 @@ def test_targets_table_marks_peers_that_were_not_timed():
     with_peer = {**ours, ("flax linen RNN(GRUCell)", "train"): 12.0}
     table = bench.target_table({"S": with_peer}, "gru")
     assert "| S | - | - | flax linen RNN(GRUCell) | 1.50x | 0.50x |" in table
+
+
+def test_header_names_the_cpu_generation_and_its_vector_width():
+    """A VM's model name alone ("AMD EPYC") does not tell Zen 3 from Zen 5; the header adds
+    CPUID family and model and the widest vector instructions, from the first processor."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_lstm", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    info = (
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\n"
+        "model name\t: AMD EPYC\nflags\t\t: fpu sse4_2 avx avx2 avx512f avx512bw\n\n"
+        "processor\t: 1\ncpu family\t: 99\nmodel\t\t: 9\nmodel name\t: other\n"
+    )
+    assert bench.cpu_model(info) == "AMD EPYC (family 26 model 2), avx512"
+    zen3 = info.replace(": 26", ": 25").replace(": 2\n", ": 1\n").replace(" avx512f avx512bw", "")
+    assert bench.cpu_model(zen3) == "AMD EPYC (family 25 model 1), avx2"
+    assert bench.cpu_model("model name\t: Some CPU\n") == "Some CPU"
+    lib, version = platform.libc_ver()
+    assert bench.memory_settings().startswith(f"{lib} {version}" if lib else "libc ?")
 
 
 def test_rounds_are_seeded_shuffles_whose_neighbours_vary():
