@@ -218,6 +218,41 @@ TRAINING = [
         r"`make_eval_step`: `loss_fn` must return a scalar loss \(shape \(\)\); got \(8, 1\)",
     ),
     case("init_train_state", lambda: lj.init_train_state(W, "adam"), TypeError, r"`optimizer`"),
+    # a loss_fn that cannot take the call it gets is refused when the step is built
+    case("fit", lambda: fit(loss_fn=None), TypeError, r"`fit`: `loss_fn` must be callable"),
+    case(
+        "fit",
+        lambda: fit(loss_fn=lambda w, x, y: mse(w, (x, y))),
+        TypeError,
+        r"`fit`: `loss_fn` is called as `loss_fn\(params, batch\)`, which `<lambda>\(w, x, y\)` "
+        r"does not accept .*`x, y = batch`",
+    ),
+    case(
+        "fit",  # validation calls it without the key, so the key needs a default
+        lambda: fit(loss_fn=lambda w, b, key: mse(w, b), key=KEY, val_data=(X, Y)),
+        TypeError,
+        r"`fit`: `loss_fn` is called as `loss_fn\(params, batch\)`.*key=None\)",
+    ),
+    case(
+        "make_train_step",
+        lambda: lj.make_train_step(mse, optax.sgd(0.1), key=KEY),
+        TypeError,
+        r"`make_train_step`: `loss_fn` is called as `loss_fn\(params, batch, key\)`, which "
+        r"`mse\(w, batch\)` does not accept",
+    ),
+    case("make_train_step", lambda: lj.make_train_step(3, optax.sgd(0.1)), TypeError, r"callable"),
+    case(
+        "make_eval_step",
+        lambda: lj.make_eval_step(lambda w, b, key: mse(w, b)),
+        TypeError,
+        r"`make_eval_step`: `loss_fn` is called as `loss_fn\(params, batch\)`.*key=None\)",
+    ),
+    case(
+        "make_tbptt_step",
+        lambda: lj.make_tbptt_step(lambda w, chunk: 0.0, optax.sgd(0.1)),
+        TypeError,
+        r"`make_tbptt_step`: `loss_fn` is called as `loss_fn\(params, carry, chunk\)`",
+    ),
     case(
         "stream_chunks",
         lambda: lj.stream_chunks(STREAM, 0),
@@ -813,7 +848,8 @@ NO_INPUT = {"FitResult", "TrainState", "TrainInfo", "Checkpoint", "CheckpointErr
             "DenseParams"}  # fmt: skip
 # Helpers that the entry points above validate for them (they are called through those).
 THROUGH = {"lstm_equations", "split_gates",  # the LSTM step, checked by LSTMCell.__call__
-           "check_loss", "check_trainable", "check_clip_norm", "first_bad_step", "raise_if_bad",
+           "check_loss", "check_loss_fn", "check_trainable", "check_clip_norm", "first_bad_step",
+           "raise_if_bad",
            "mean_metrics", "checkpoint_template", "check_callbacks", "optimizer_with_clipping",
            "num_examples", "take", "split_last", "member_batch_keys", "normalize", "denormalize",
            "as_2d", "copy_task_baseline"}  # fmt: skip

@@ -165,6 +165,31 @@ def test_key_gives_a_new_key_every_step():
     assert len(set(seen)) == 3
 
 
+def test_a_keyed_loss_trains_with_its_key_and_validates_without_it():
+    """With ``key``, training calls ``loss_fn(params, batch, key)`` and validation
+    ``loss_fn(params, batch)``: a key with a default serves both (dropout off when None), and a
+    loss whose key has no default still trains when there is nothing to validate."""
+    calls = []
+
+    def loss_fn(params, batch, key=None):
+        calls.append(key is None)
+        scale = 1.0 if key is None else 1.0 + 0.0 * jax.random.normal(key, ())
+        return scale * linear_loss(params, batch)
+
+    x, y = linear_data()
+    params = HEAD.init(jax.random.key(0), 3)
+    cfg = lj.FitConfig(val_fraction=0.25)
+    result = lj.fit(loss_fn, params, (x, y), epochs=2, key=jax.random.key(1), config=cfg)
+    assert result.history["val_loss"][-1] < result.history["val_loss"][0]
+    assert set(calls) == {True, False}  # traced once for training, once for validation
+
+    def needs_key(params, batch, key):
+        return linear_loss(params, batch)
+
+    result = lj.fit(needs_key, params, (x, y), epochs=1, key=jax.random.key(1))
+    assert np.isfinite(result.history["loss"][-1])
+
+
 def test_step_errors():
     params = HEAD.init(jax.random.key(0), 3)
     with pytest.raises(TypeError, match=r"`optimizer` must be an optax.GradientTransformation"):

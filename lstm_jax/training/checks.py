@@ -4,6 +4,8 @@ loops' own options. They run in plain Python on shapes and dtypes (at trace time
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -11,6 +13,33 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstm_jax.core.validate import check_float
+
+
+def check_loss_fn(where: str, loss_fn: Any, call: str, hint: str = "") -> Callable:
+    """Refuses a ``loss_fn`` that is not callable, or whose signature cannot take the
+    positional arguments of ``call`` (e.g. ``"loss_fn(params, batch)"``), when the step is
+    built: a wrong signature would otherwise surface as Python's bare ``missing 1 required
+    positional argument`` from deep inside the first traced step (for a validation loss, only
+    after the first epoch)."""
+    if not callable(loss_fn):
+        raise TypeError(
+            f"`{where}`: `loss_fn` must be callable, called as `{call}`; got "
+            f"{type(loss_fn).__name__}."
+        )
+    try:
+        sig = inspect.signature(loss_fn)
+    except (TypeError, ValueError):  # builtins, some C wrappers: the call itself will tell
+        return loss_fn
+    n = call.count(",") + 1
+    try:
+        sig.bind(*range(n))
+    except TypeError as e:
+        name = getattr(loss_fn, "__name__", type(loss_fn).__name__)
+        raise TypeError(
+            f"`{where}`: `loss_fn` is called as `{call}`, which `{name}{sig}` does not accept "
+            f"({e}).{hint}"
+        ) from None
+    return loss_fn
 
 
 def check_loss(where: str, loss: Any) -> None:

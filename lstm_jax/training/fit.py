@@ -32,10 +32,23 @@ from lstm_jax.checkpoint import CheckpointError, load_checkpoint, save_checkpoin
 from lstm_jax.core.validate import check_int, check_key
 from lstm_jax.data.batching import batch_order, num_examples, split_last, take
 from lstm_jax.training.callbacks import CallbackList, TrainInfo, check_callbacks
-from lstm_jax.training.checks import check_clip_norm, check_trainable, first_bad_step, raise_if_bad
+from lstm_jax.training.checks import (
+    check_clip_norm,
+    check_loss_fn,
+    check_trainable,
+    first_bad_step,
+    raise_if_bad,
+)
 from lstm_jax.training.options import Checkpointing, FitConfig
 from lstm_jax.training.place import jit_steps, place
-from lstm_jax.training.step import TrainState, init_train_state, make_eval_step, make_train_step
+from lstm_jax.training.step import (
+    BATCH_WHOLE,
+    EVAL_WITHOUT_KEY,
+    TrainState,
+    init_train_state,
+    make_eval_step,
+    make_train_step,
+)
 
 
 class FitResult(NamedTuple):
@@ -77,7 +90,9 @@ def fit(
 
     Args:
       loss_fn: ``loss_fn(params, batch) -> loss`` or ``(loss, metrics)``; with ``key``,
-        ``loss_fn(params, batch, key)`` (see :func:`make_train_step`).
+        ``loss_fn(params, batch, key)`` (see :func:`make_train_step`). Validation calls it
+        as ``loss_fn(params, batch)``, so with ``key`` and validation data the key needs a
+        default (``key=None``: no dropout).
       params: initial params pytree (floating leaves).
       train_data: a pytree of arrays sharing the leading (examples) axis, e.g. ``(xs, ys)``.
       val_data: validation pytree, evaluated after every epoch; ``result.params`` are then the
@@ -113,7 +128,12 @@ def fit(
     if val_data is not None:
         val_data = jax.tree.map(np.asarray, val_data)
         _count("val_data", val_data)
-    steps = make_train_step(loss_fn, optimizer, key=key), make_eval_step(loss_fn)
+    call = "loss_fn(params, batch)" if key is None else "loss_fn(params, batch, key)"
+    check_loss_fn("fit", loss_fn, call, BATCH_WHOLE)
+    if val_data is not None:  # evaluated without a key; a loss that needs one is refused now
+        check_loss_fn("fit", loss_fn, "loss_fn(params, batch)", EVAL_WITHOUT_KEY)
+    train_step = make_train_step(loss_fn, optimizer, key=key)
+    steps = train_step, (make_eval_step(loss_fn) if val_data is not None else _no_validation)
     train_step, eval_step = jit_steps(*steps, cfg.mesh, batch_size)
 
     # A copy, so donating the state to the step never deletes the caller's arrays.
@@ -296,6 +316,10 @@ def _learning_rate(opt_state) -> float | None:
         if has_lr(node) and "learning_rate" in node.hyperparams:
             return float(node.hyperparams["learning_rate"])
     return None
+
+
+def _no_validation(params, batch):
+    raise AssertionError("fit evaluates only when it has validation data")
 
 
 def _check_fit(epochs, batch_size, config, checkpoint, val_data):

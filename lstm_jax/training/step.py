@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from lstm_jax.core.validate import check_key
-from lstm_jax.training.checks import check_loss, check_trainable
+from lstm_jax.training.checks import check_loss, check_loss_fn, check_trainable
 
 
 class TrainState(NamedTuple):
@@ -87,9 +87,9 @@ def make_train_step(
       gradients before the optimiser) and the loss's own metrics, all scalars.
 
     Raises:
-      TypeError: when ``optimizer`` is not an optax transformation or ``key`` is not a PRNG
-        key; when the step is traced, when ``loss_fn`` returns no real floating scalar or a
-        leaf of ``params`` is not floating.
+      TypeError: when ``optimizer`` is not an optax transformation, ``key`` is not a PRNG
+        key or ``loss_fn`` cannot be called as above; when the step is traced, when
+        ``loss_fn`` returns no real floating scalar or a leaf of ``params`` is not floating.
     """
     if key is not None:
         key = check_key("make_train_step", "key", key)
@@ -98,6 +98,8 @@ def make_train_step(
             "`make_train_step`: `optimizer` must be an optax.GradientTransformation; got "
             f"{type(optimizer).__name__}."
         )
+    call = "loss_fn(params, batch)" if key is None else "loss_fn(params, batch, key)"
+    check_loss_fn("make_train_step", loss_fn, call, BATCH_WHOLE)
 
     def objective(params, batch, step):
         if key is None:
@@ -123,12 +125,24 @@ def make_train_step(
     return step
 
 
+BATCH_WHOLE = " The batch arrives whole (e.g. `(x, y)`): unpack it inside, `x, y = batch`."
+EVAL_WITHOUT_KEY = (
+    " Evaluation passes no key: give it a default, e.g. `def loss_fn(params, batch, key=None)`,"
+    " and skip dropout when it is None."
+)
+
+
 def make_eval_step(loss_fn: Callable[..., Any]) -> Callable[[Any, Any], dict]:
     """Builds ``eval_step(params, batch) -> metrics``: the loss and the loss's own metrics.
 
     ``loss_fn`` is the same function given to :func:`make_train_step` (called without a key:
-    evaluation is deterministic).
+    evaluation is deterministic). A loss that also takes a key for training therefore needs a
+    default for it (``def loss_fn(params, batch, key=None)``, no dropout when it is None).
+
+    Raises:
+      TypeError: when ``loss_fn`` cannot be called as ``loss_fn(params, batch)``.
     """
+    check_loss_fn("make_eval_step", loss_fn, "loss_fn(params, batch)", EVAL_WITHOUT_KEY)
 
     def eval_step(params: Any, batch: Any) -> dict:
         loss, metrics = _split_loss(loss_fn(params, batch))

@@ -26,7 +26,13 @@ import optax
 
 from lstm_jax.core.validate import check_int, check_key
 from lstm_jax.training.callbacks import CallbackList, TrainInfo, check_callbacks
-from lstm_jax.training.checks import check_loss, check_trainable, first_bad_step, raise_if_bad
+from lstm_jax.training.checks import (
+    check_loss,
+    check_loss_fn,
+    check_trainable,
+    first_bad_step,
+    raise_if_bad,
+)
 from lstm_jax.training.fit import FitResult, optimizer_with_clipping
 from lstm_jax.training.place import place
 from lstm_jax.training.step import TrainState, init_train_state
@@ -82,6 +88,8 @@ def make_tbptt_step(
 
     if key is not None:
         key = check_key("make_tbptt_step", "key", key)
+    call = "loss_fn(params, carry, chunk)" if key is None else "loss_fn(params, carry, chunk, key)"
+    check_loss_fn("make_tbptt_step", loss_fn, call)
 
     def objective(params, carry, chunk, step):
         if key is None:
