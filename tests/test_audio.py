@@ -89,6 +89,42 @@ def test_log_mel_rejects_integer_samples():
         log_mel(np.zeros(100, np.int16))
 
 
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"sample_rate": 0}, ValueError, r"`sample_rate` must be a positive int; got 0"),
+        ({"sample_rate": 8000.0}, TypeError, r"`sample_rate` must be a positive int"),
+        ({"win_length": 512}, ValueError, r"`win_length` must be <= `n_fft`"),
+        ({"hop_length": 0}, ValueError, r"`hop_length` must be a positive int"),
+        ({"n_mels": 0}, ValueError, r"`n_mels` must be a positive int"),
+        ({"fmax": 9000.0}, ValueError, r"`fmax` must be a finite number in \(20, 4000\]"),
+        ({"fmin": 3000.0, "fmax": 1000.0}, ValueError, r"`fmax` must be .* \(3000, 4000\]"),
+        ({"fmin": -1.0}, ValueError, r"`fmin` must be a finite number in \[0, 4000\)"),
+        ({"floor": 0.0}, ValueError, r"`floor` must be a finite number in \(0, inf\)"),
+    ],
+)
+def test_feature_config_refuses_settings_that_give_nan_or_empty_features(kwargs, exc, match):
+    with pytest.raises(exc, match=r"`FeatureConfig`: " + match):
+        FeatureConfig(**kwargs)
+
+
+def test_mel_filterbank_refuses_bad_bands_and_warns_about_empty_filters():
+    with pytest.raises(ValueError, match=r"`mel_filterbank`: `n_mels` must be a positive int"):
+        mel_filterbank(8000, 256, 0)
+    with pytest.raises(ValueError, match=r"`mel_filterbank`: `fmax` must be .* \(0, 4000\]"):
+        mel_filterbank(8000, 256, 40, fmax=9000)
+    with pytest.warns(UserWarning, match=r"of 200 mel filters cover no FFT bin \(n_fft=64"):
+        mel = mel_filterbank(8000, 64, 200)
+    assert np.isfinite(mel).all()
+
+
+def test_features_refuse_a_config_that_is_not_one():
+    with pytest.raises(TypeError, match=r"`log_mel`: `cfg` must be a FeatureConfig.*got 16000"):
+        log_mel(np.zeros(800, np.float32), 16000)
+    with pytest.raises(TypeError, match=r"`power_spectrogram`: `cfg` must be a FeatureConfig"):
+        power_spectrogram(np.zeros(800, np.float32), {"sample_rate": 8000})
+
+
 def test_normalize_utterance_uses_valid_frames_only():
     feats = jnp.asarray(RNG.standard_normal((2, 30, 4)) * 3 + 5, jnp.float32)
     out = np.asarray(normalize_utterance(feats, jnp.array([30, 12])))

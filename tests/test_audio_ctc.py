@@ -85,6 +85,49 @@ def test_ctc_loss_errors_name_the_argument():
         ctc_loss(jnp.zeros((2, 4, 3)), jnp.array([4]), jnp.zeros((2, 2), jnp.int32), jnp.ones(2))
 
 
+@pytest.mark.parametrize(
+    "labels, logit_lengths, label_lengths, blank, match",
+    [
+        # optax reads a label past the classes as another class: a negative "loss"
+        ([[7, 1]], [4], [2], 0, r"`labels` must lie in \[0, K=3\) within `label_lengths`"),
+        ([[1, 0]], [4], [2], 0, r"must not contain the blank \(0\) within `label_lengths`"),
+        ([[1, 2]], [6], [2], 0, r"`logit_lengths` must lie in \[0, 4\]; got values from 6"),
+        ([[1, 2]], [4], [3], 0, r"`label_lengths` must lie in \[0, 2\]"),
+        ([[1, 2]], [4], [2], 3, r"`blank` must be a class index in \[0, K=3\); got 3"),
+    ],
+)
+def test_ctc_loss_refuses_values_that_would_give_a_wrong_loss(
+    labels, logit_lengths, label_lengths, blank, match
+):
+    logits = jnp.zeros((1, 4, 3))
+    args = jnp.array(labels), jnp.array(label_lengths)
+    with pytest.raises(ValueError, match=match):
+        ctc_loss(logits, jnp.array(logit_lengths), *args, blank=blank)
+    # padding past a label length is not read, and may hold anything
+    loss = ctc_loss(logits, jnp.array([4]), jnp.array([[1, -5]]), jnp.array([1]))
+    assert np.isfinite(loss).all() and float(loss[0]) > 0
+    # under jit only the shapes are checked: the values are not known while tracing
+    good = jnp.array([4]), jnp.array([[1, 2]]), jnp.array([2])
+    np.testing.assert_allclose(jax.jit(ctc_loss)(logits, *good), ctc_loss(logits, *good))
+
+
+def test_decoders_name_a_bad_shape_length_or_blank():
+    with pytest.raises(
+        ValueError,
+        match=r"`greedy_decode`: `logits` must be \(B, T, K\); got "
+        r"shape \(10, 5\) \(add a batch axis",
+    ):
+        greedy_decode(jnp.zeros((10, 5)))
+    with pytest.raises(ValueError, match=r"`beam_decode`: `lengths` must have shape \(2,\)"):
+        beam_decode(jnp.zeros((2, 10, 5)), jnp.array([1, 2, 3]))
+    with pytest.raises(ValueError, match=r"`greedy_decode`: `lengths` must lie in \[0, T=10\]"):
+        greedy_decode(jnp.zeros((2, 10, 5)), jnp.array([3, 11]))
+    with pytest.raises(ValueError, match=r"`greedy_decode`: `blank` must be a class index"):
+        greedy_decode(jnp.zeros((2, 10, 5)), blank=7)
+    with pytest.raises(ValueError, match=r"`prefix_beam_search`: `blank` must be a class index"):
+        prefix_beam_search(jnp.zeros((10, 5)), blank=-1)
+
+
 def _onehot_logits(path, k, confidence=10.0):
     return np.eye(k)[list(path)] * confidence  # (T, K)
 

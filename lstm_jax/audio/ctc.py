@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lstm_jax.core.checks import Problems
+from lstm_jax.core.checks import Problems, is_concrete
 
 
 def ctc_loss(logits, logit_lengths, labels, label_lengths, *, blank: int = 0) -> jax.Array:
@@ -57,11 +57,55 @@ def ctc_loss(logits, logit_lengths, labels, label_lengths, *, blank: int = 0) ->
     if labels.shape[0] != b:
         p.value(f"`labels` has {labels.shape[0]} rows but `logits` has {b} sequences.")
     p.raise_if_any()
+    _check_ctc_values(p, logits.shape[-1], t, labels, logit_lengths, label_lengths, blank)
     logit_pad = (jnp.arange(t)[None, :] >= jnp.asarray(logit_lengths)[:, None]).astype(logits.dtype)
     label_pad = (jnp.arange(length)[None, :] >= jnp.asarray(label_lengths)[:, None]).astype(
         logits.dtype
     )
     return optax.ctc_loss(logits, logit_pad, labels, label_pad, blank_id=blank)
+
+
+def _check_blank(p: Problems, blank, k: int) -> None:
+    if not isinstance(blank, (int, np.integer)) or isinstance(blank, bool) or not 0 <= blank < k:
+        p.value(f"`blank` must be a class index in [0, K={k}); got {blank!r}.")
+
+
+def _check_ctc_values(p, k, t, labels, logit_lengths, label_lengths, blank):
+    """Refuses labels and lengths that optax would turn into a silently wrong loss (a label past
+    the classes reads another class's score, a length past the array is clipped). Values are
+    checked when concrete; under ``jit`` only the shapes are."""
+    _check_blank(p, blank, k)
+    p.raise_if_any()
+    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+        p.type(f"`labels` must be integer class indices; got dtype={jnp.result_type(labels)}.")
+    for name, x in (("logit_lengths", logit_lengths), ("label_lengths", label_lengths)):
+        if not jnp.issubdtype(jnp.result_type(x), jnp.integer):
+            p.type(f"`{name}` must be integers; got dtype={jnp.result_type(x)}.")
+    p.raise_if_any()
+    if not all(is_concrete(x) for x in (labels, logit_lengths, label_lengths)):
+        return
+    labels = np.asarray(labels)
+    for name, x, hi in (
+        ("logit_lengths", logit_lengths, t),
+        ("label_lengths", label_lengths, labels.shape[1]),
+    ):
+        x = np.asarray(x)
+        if x.size and (x.min() < 0 or x.max() > hi):
+            p.value(f"`{name}` must lie in [0, {hi}]; got values from {x.min()} to {x.max()}.")
+    p.raise_if_any()
+    valid = np.arange(labels.shape[1])[None, :] < np.asarray(label_lengths)[:, None]
+    used = labels[valid]
+    if used.size and (used.min() < 0 or used.max() >= k):
+        p.value(
+            f"`labels` must lie in [0, K={k}) within `label_lengths`; got values from "
+            f"{used.min()} to {used.max()}."
+        )
+    elif (used == blank).any():
+        row = int(np.nonzero((labels == blank) & valid)[0][0])
+        p.value(
+            f"`labels` must not contain the blank ({blank}) within `label_lengths`; row {row} does."
+        )
+    p.raise_if_any()
 
 
 def ctc_min_frames(labels: Sequence[int]) -> int:
@@ -101,9 +145,32 @@ def greedy_decode(logits, lengths=None, *, blank: int = 0) -> list[list[int]]:
     Returns:
       One label list per sequence.
     """
-    best = np.asarray(jnp.argmax(jnp.asarray(logits), axis=-1))  # (B, T)
+    logits = _batch_logits("greedy_decode", logits, lengths, blank)
+    best = np.asarray(jnp.argmax(logits, axis=-1))  # (B, T)
     lengths = [best.shape[1]] * best.shape[0] if lengths is None else np.asarray(lengths)
     return [collapse(row[: int(n)], blank) for row, n in zip(best, lengths, strict=True)]
+
+
+def _batch_logits(where, logits, lengths, blank):
+    """``logits`` as a ``(B, T, K)`` array, with ``lengths`` ``(B,)`` ints in ``[0, T]``."""
+    p = Problems(where)
+    logits = jnp.asarray(logits)
+    if logits.ndim != 3:
+        hint = " (add a batch axis: `logits[None]`)" if logits.ndim == 2 else ""
+        p.value(f"`logits` must be (B, T, K); got shape {logits.shape}{hint}.")
+        p.raise_if_any()
+    b, t, k = logits.shape
+    _check_blank(p, blank, k)
+    if lengths is not None:
+        n = np.asarray(lengths)
+        if n.shape != (b,):
+            p.value(f"`lengths` must have shape ({b},), one per sequence; got {n.shape}.")
+        elif not np.issubdtype(n.dtype, np.integer):
+            p.type(f"`lengths` must be integers; got dtype={n.dtype}.")
+        elif n.size and (n.min() < 0 or n.max() > t):
+            p.value(f"`lengths` must lie in [0, T={t}]; got values from {n.min()} to {n.max()}.")
+    p.raise_if_any()
+    return logits
 
 
 def prefix_beam_search(log_probs, beam_width: int = 8, *, blank: int = 0):
@@ -126,6 +193,9 @@ def prefix_beam_search(log_probs, beam_width: int = 8, *, blank: int = 0):
         raise ValueError(f"`prefix_beam_search`: `log_probs` must be (T, K); got {lp.shape}.")
     if beam_width < 1:
         raise ValueError(f"`prefix_beam_search`: `beam_width` must be >= 1; got {beam_width}.")
+    p = Problems("prefix_beam_search")
+    _check_blank(p, blank, lp.shape[1])
+    p.raise_if_any()
     ninf = -np.inf
     beams: dict[tuple, tuple[float, float]] = {(): (0.0, ninf)}  # prefix -> (p_blank, p_label)
     for frame in lp:
@@ -154,7 +224,8 @@ def prefix_beam_search(log_probs, beam_width: int = 8, *, blank: int = 0):
 
 def beam_decode(logits, lengths=None, beam_width: int = 8, *, blank: int = 0):
     """:func:`prefix_beam_search` over a batch: ``(B, T, K)`` logits -> one label list each."""
-    lp = np.asarray(jax.nn.log_softmax(jnp.asarray(logits), axis=-1))
+    logits = _batch_logits("beam_decode", logits, lengths, blank)
+    lp = np.asarray(jax.nn.log_softmax(logits, axis=-1))
     lengths = [lp.shape[1]] * lp.shape[0] if lengths is None else np.asarray(lengths)
     return [
         prefix_beam_search(row[: int(n)], beam_width, blank=blank)[0]

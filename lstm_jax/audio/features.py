@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from lstm_jax.core.validate import check_float, check_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,9 +45,34 @@ class FeatureConfig:
     fmax: float | None = None
     floor: float = 1e-6
 
+    def __post_init__(self):
+        where = "FeatureConfig"
+        check_int(where, "sample_rate", self.sample_rate)
+        check_int(where, "n_fft", self.n_fft, minimum=2)
+        check_int(where, "win_length", self.win_length)
+        if self.win_length > self.n_fft:
+            raise ValueError(
+                f"`{where}`: `win_length` must be <= `n_fft` (the window sits inside the "
+                f"frame); got win_length={self.win_length}, n_fft={self.n_fft}."
+            )
+        check_int(where, "hop_length", self.hop_length)
+        check_int(where, "n_mels", self.n_mels)
+        check_band(where, self.sample_rate, self.fmin, self.fmax)
+        check_float(where, "floor", self.floor, low=0.0, low_open=True)
+
     def num_frames(self, n_samples):
         """Frames of ``n_samples`` samples (centred frames: ``1 + n_samples // hop_length``)."""
         return 1 + n_samples // self.hop_length
+
+
+def check_band(where: str, sample_rate, fmin, fmax) -> tuple[float, float]:
+    """``(fmin, fmax)`` with ``0 <= fmin < fmax <= sample_rate / 2`` (``fmax=None``: Nyquist)."""
+    nyquist = sample_rate / 2
+    fmin = check_float(where, "fmin", fmin, low=0.0, high=nyquist, high_open=True)
+    if fmax is None:
+        return fmin, nyquist
+    fmax = check_float(where, "fmax", fmax, low=fmin, high=nyquist, low_open=True)
+    return fmin, fmax
 
 
 def hz_to_mel(f):
@@ -71,13 +99,33 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin=0.0, fmax=Non
     ``2 / (f_{m+2} - f_m)`` so every filter has the same area (Slaney's normalisation).
     Equals ``librosa.filters.mel(...).T``.
     """
-    fmax = sample_rate / 2 if fmax is None else fmax
+    where = "mel_filterbank"
+    check_int(where, "sample_rate", sample_rate)
+    check_int(where, "n_fft", n_fft, minimum=2)
+    check_int(where, "n_mels", n_mels)
+    fmin, fmax = check_band(where, sample_rate, fmin, fmax)
     freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)  # (F,)
     edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))  # (M + 2,)
     lower = (freqs[:, None] - edges[None, :-2]) / np.diff(edges)[None, :-1]  # (F, M)
     upper = (edges[None, 2:] - freqs[:, None]) / np.diff(edges)[None, 1:]
     tri = np.maximum(0.0, np.minimum(lower, upper))
+    empty = int((tri.max(axis=0) == 0).sum())
+    if empty:  # as librosa and torchaudio do: legal, but those bands will read only the floor
+        warnings.warn(
+            f"`mel_filterbank`: {empty} of {n_mels} mel filters cover no FFT bin "
+            f"(n_fft={n_fft} gives {n_fft // 2 + 1} bins over 0-{sample_rate / 2:g} Hz); use "
+            "fewer mels or a larger n_fft.",
+            stacklevel=2,
+        )
     return tri * (2.0 / (edges[2:] - edges[:-2]))[None, :]
+
+
+def check_config(where: str, cfg) -> None:
+    if not isinstance(cfg, FeatureConfig):
+        raise TypeError(
+            f"`{where}`: `cfg` must be a FeatureConfig, e.g. `FeatureConfig(sample_rate=16000)`; "
+            f"got {cfg!r} ({type(cfg).__name__})."
+        )
 
 
 def hann_window(win_length: int, n_fft: int) -> np.ndarray:
@@ -90,6 +138,7 @@ def hann_window(win_length: int, n_fft: int) -> np.ndarray:
 
 def power_spectrogram(samples: jax.Array, cfg: FeatureConfig = FeatureConfig()) -> jax.Array:
     """``|STFT|^2`` of ``(..., N)`` samples: ``(..., T, n_fft // 2 + 1)``, ``T = 1 + N // hop``."""
+    check_config("power_spectrogram", cfg)
     x = jnp.asarray(samples)
     n = x.shape[-1]
     half = cfg.n_fft // 2
@@ -111,6 +160,7 @@ def log_mel(samples: jax.Array, cfg: FeatureConfig = FeatureConfig()) -> jax.Arr
       >>> log_mel(x).shape
       (101, 40)
     """
+    check_config("log_mel", cfg)
     x = jnp.asarray(samples)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"`log_mel`: `samples` must be floating; got dtype={x.dtype}.")
