@@ -120,3 +120,26 @@ def test_stablehlo_has_symbolic_batch_and_time(make):
         np.testing.assert_allclose(fn(xs), rnn.apply(params, xs)[1], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"(?i)shape|dimension"):
         fn(jnp.ones((2, 3, 5)))  # 5 features, not 2
+
+
+def test_load_stablehlo_names_a_missing_or_foreign_artefact(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"`load_stablehlo`: .*nope.bin: no such file"):
+        load_stablehlo(tmp_path / "nope.bin")
+    with pytest.raises(ValueError, match=r"`load_stablehlo`: cannot read the bytes given as a "):
+        load_stablehlo(b"garbage")
+    (tmp_path / "junk.bin").write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match=r"`load_stablehlo`: cannot read .*junk.bin as a "):
+        load_stablehlo(tmp_path / "junk.bin")
+
+
+def test_to_stablehlo_writes_into_a_new_directory_and_checks_input_size(tmp_path):
+    layer = lj.GRU(4)
+    params = layer.init(jax.random.key(0), 3)
+    path = tmp_path / "a" / "b" / "gru.bin"
+    to_stablehlo(layer, params, path)
+    x = jnp.ones((2, 5, 3))
+    np.testing.assert_allclose(load_stablehlo(path)(x), layer.apply(params, x)[1], atol=1e-6)
+    with pytest.raises(ValueError, match=r"`to_stablehlo`: `input_size`=0 does not match"):
+        to_stablehlo(layer, params, input_size=0)
+    with pytest.raises(TypeError, match=r"`to_stablehlo`: `input_size` must be a positive int"):
+        to_stablehlo(layer, params, input_size=3.0)

@@ -151,6 +151,29 @@ def _lstm_inits(H=4, I=3):
     }
 
 
+def test_a_missing_file_or_one_that_is_not_a_model_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"`from_onnx`: .*nope.onnx: no such file"):
+        from_onnx(tmp_path / "nope.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a protobuf at all")
+    with pytest.raises(ValueError, match=r"`from_onnx`: .*junk.onnx is not an ONNX model"):
+        from_onnx(junk)
+    with pytest.raises(TypeError, match=r"`from_onnx`: `path` must be a str or Path; got int"):
+        from_onnx(3)
+
+
+def test_to_onnx_creates_the_directory_and_checks_input_size(tmp_path):
+    layer = lj.LSTM(4)
+    params = layer.init(jax.random.key(0), 3)
+    path = tmp_path / "new" / "dir" / "m.onnx"
+    to_onnx(layer, params, path)
+    back, back_params = from_onnx(path)
+    x = jnp.ones((2, 5, 3))
+    np.testing.assert_allclose(back.apply(back_params, x)[1], layer.apply(params, x)[1], atol=1e-6)
+    with pytest.raises(ValueError, match=r"`to_onnx`: `input_size`=7 does not match the params"):
+        to_onnx(layer, params, input_size=7)
+
+
 def test_bad_files_name_the_node(tmp_path):
     from onnx import helper
 

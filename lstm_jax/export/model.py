@@ -9,10 +9,12 @@ command are all of this shape, and :func:`as_recurrent_model` rewrites them into
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lstm_jax.layers.attention import AdditiveAttention
 from lstm_jax.layers.dense import Dense
@@ -108,3 +110,40 @@ def as_recurrent_model(layer: Any, params: Any) -> tuple[RecurrentModel, Recurre
         "`to_onnx`: `layer` must be a StackedRNN (lstm_jax.LSTM, GRU, SimpleRNN), a "
         f"RecurrentModel or a built-in model of the lstm-jax command; got {kind}."
     )
+
+
+def export_input_size(where: str, input_size: Any, mparams: RecurrentModelParams) -> int:
+    """The feature count of an exported model's input: the params' own, which ``input_size``
+    (when given) must equal; a different count would declare an input the weights cannot take.
+    """
+    own = int(np.shape(mparams.rnn[0].forward.w_x)[0])
+    if input_size is None:
+        return own
+    if isinstance(input_size, (bool, np.bool_)) or not isinstance(input_size, (int, np.integer)):
+        raise TypeError(
+            f"`{where}`: `input_size` must be a positive int or None; got {input_size!r} "
+            f"({type(input_size).__name__})."
+        )
+    if input_size != own:
+        raise ValueError(
+            f"`{where}`: `input_size`={input_size} does not match the params, whose first layer "
+            f"takes {own} features; leave it None to use theirs."
+        )
+    return own
+
+
+def output_path(path: Any) -> Path:
+    """``path`` as a Path whose parent directory exists (created, as ``save_params`` does)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def input_file(where: str, path: Any) -> Path:
+    """``path`` as a Path to an existing file, else a ``FileNotFoundError`` naming it."""
+    if not isinstance(path, (str, Path)):
+        raise TypeError(f"`{where}`: `path` must be a str or Path; got {type(path).__name__}.")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"`{where}`: {path}: no such file.")
+    return path

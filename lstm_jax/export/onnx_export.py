@@ -30,7 +30,12 @@ from lstm_jax.cells.gru import GRUCell
 from lstm_jax.cells.lstm import LSTMCell
 from lstm_jax.cells.simple_rnn import SimpleRNNCell
 from lstm_jax.core.checks import Problems
-from lstm_jax.export.model import RecurrentModel, as_recurrent_model
+from lstm_jax.export.model import (
+    RecurrentModel,
+    as_recurrent_model,
+    export_input_size,
+    output_path,
+)
 
 # lstm_jax activation name -> (ONNX activation, alpha, beta); alpha/beta None when unused.
 ACTIVATIONS = {
@@ -106,7 +111,7 @@ def to_onnx(
     proto.ir_version = min(proto.ir_version, 10)  # what current onnxruntime releases read
     onnx.checker.check_model(proto)
     if path is not None:
-        onnx.save(proto, str(path))
+        onnx.save(proto, str(output_path(path)))
     return proto
 
 
@@ -188,7 +193,7 @@ def _inputs(g, model, mparams, lengths, initial_state, input_size, TensorProto, 
         eye = g.const("one_hot", np.eye(model.vocab_size, dtype=np.float32))  # (V, V)
         x = g.node("Gather", [eye, "tokens"], axis=0)  # (.., .., V)
     else:
-        size = input_size or int(np.shape(mparams.rnn[0].forward.w_x)[0])
+        size = export_input_size("to_onnx", input_size, mparams)
         g.inputs.append(helper.make_tensor_value_info("x", TensorProto.FLOAT, [*dims, size]))
         x = "x"
     if lengths:

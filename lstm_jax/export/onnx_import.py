@@ -25,7 +25,7 @@ import numpy as np
 from lstm_jax.cells.gru import GRUCell, GRUParams
 from lstm_jax.cells.lstm import LSTMCell, LSTMParams, Peepholes
 from lstm_jax.cells.simple_rnn import SimpleRNNCell, SimpleRNNParams
-from lstm_jax.export.model import RecurrentModel, RecurrentModelParams
+from lstm_jax.export.model import RecurrentModel, RecurrentModelParams, input_file
 from lstm_jax.layers.dense import Dense, DenseParams
 from lstm_jax.layers.stacked import LayerParams, StackedRNN
 
@@ -92,11 +92,20 @@ def from_onnx(path: str | Path) -> tuple[Any, Any]:
     ``lengths=``; an ``initial_h``/``initial_c`` read from inputs is the ``carry`` argument.
 
     Raises:
-      ValueError: a node or attribute with no lstm_jax counterpart (named), or no recurrent node.
+      ValueError: a node or attribute with no lstm_jax counterpart (named), no recurrent node,
+        or a file that is not an ONNX model.
+      FileNotFoundError: no file at ``path``.
     """
     import onnx
 
-    r = _Reader(onnx.load(str(path)))
+    path = input_file("from_onnx", path)
+    try:
+        proto = onnx.load(str(path))
+    except Exception as e:  # protobuf's DecodeError on a file that is not a model
+        raise ValueError(
+            f"`from_onnx`: {path} is not an ONNX model: {type(e).__name__}: {e}"
+        ) from e
+    r = _Reader(proto)
     if not any(n.op_type in RECURRENT for n in r.nodes):
         ops = sorted({n.op_type for n in r.nodes})
         raise ValueError(f"`from_onnx`: {path} has no LSTM, GRU or RNN node; its ops are {ops}.")

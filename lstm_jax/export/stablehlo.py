@@ -16,7 +16,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from lstm_jax.export.model import as_recurrent_model
+from lstm_jax.export.model import (
+    as_recurrent_model,
+    export_input_size,
+    input_file,
+    output_path,
+)
 
 
 def to_stablehlo(
@@ -58,7 +63,7 @@ def to_stablehlo(
     if model.vocab_size is not None:
         x_spec = jax.ShapeDtypeStruct((t, b) if rnn.time_major else (b, t), jnp.int32)
     else:
-        size = input_size or int(jnp.shape(mparams.rnn[0].forward.w_x)[0])
+        size = export_input_size("to_stablehlo", input_size, mparams)
         shape = (t, b, size) if rnn.time_major else (b, t, size)
         x_spec = jax.ShapeDtypeStruct(shape, mparams.rnn[0].forward.w_x.dtype)
     specs = [x_spec] + ([jax.ShapeDtypeStruct((b,), jnp.int32)] if lengths else [])
@@ -69,12 +74,23 @@ def to_stablehlo(
     exported = jax.export.export(jax.jit(infer), platforms=platforms)(*specs)
     blob = exported.serialize()
     if path is not None:
-        Path(path).write_bytes(blob)
+        output_path(path).write_bytes(blob)
     return bytes(blob)
 
 
 def load_stablehlo(source: str | Path | bytes):
     """The function serialised by :func:`to_stablehlo` (a path or the bytes), ready to call:
     ``fn(xs)`` or ``fn(xs, lengths)``."""
-    blob = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
-    return jax.export.deserialize(bytearray(blob)).call
+    if isinstance(source, (bytes, bytearray)):
+        blob, what = source, "the bytes given"
+    else:
+        path = input_file("load_stablehlo", source)
+        blob, what = path.read_bytes(), str(path)
+    try:
+        exported = jax.export.deserialize(bytearray(blob))
+    except Exception as e:  # flatbuffers raises struct.error, IndexError, ... on foreign bytes
+        raise ValueError(
+            f"`load_stablehlo`: cannot read {what} as a serialised jax.export artefact (what "
+            f"`to_stablehlo` writes): {type(e).__name__}: {e}"
+        ) from e
+    return exported.call
