@@ -682,6 +682,24 @@ def scan(*args, **kw):
 
 
 CORE = [
+    case(
+        "LSTMCell",
+        lambda: lj.LSTMCell(4).initial_carry(-1),
+        ValueError,
+        r"`LSTMCell.initial_carry`: `batch_shape` must not be negative; got \(-1,\)",
+    ),
+    case(
+        "GRUCell",
+        lambda: lj.GRUCell(4).initial_carry((2.5,)),
+        TypeError,
+        r"`GRUCell.initial_carry`: `batch_shape` must be a tuple of ints .* or an int",
+    ),
+    case(
+        "StackedRNN",
+        lambda: lj.LSTM(4).initial_carry("2"),
+        TypeError,
+        r"`LSTMCell.initial_carry`: `batch_shape` must be a tuple of ints",
+    ),
     case("LSTMCell", lambda: lj.LSTMCell(4, peephole="no"), TypeError, r"`peephole` must be True"),
     case("LSTMCell", lambda: lj.LSTMCell(4, use_bias="False"), TypeError, r"`use_bias` must be"),
     case("LSTMCell", lambda: lj.LSTMCell(4, layer_norm="False"), TypeError, r"`layer_norm` must"),

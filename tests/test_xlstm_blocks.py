@@ -156,6 +156,9 @@ def test_errors():
     lm = xLSTMLM(10, xLSTMStack(E, num_blocks=1, round_to=R))
     with pytest.raises(TypeError, match=r"`xLSTMLM.apply`: `ids` must be an integer array"):
         lm.apply(lm.init(jax.random.key(0)), jnp.ones((2, 3)))
+    # an id past the vocabulary would read a clipped row of the embedding: refused
+    with pytest.raises(ValueError, match=r"`xLSTMLM.apply`: `ids` must lie in \[0, vocab_size=10"):
+        lm.apply(lm.init(jax.random.key(0)), jnp.array([[1, 10, 2]]))
 
 
 @pytest.mark.slow

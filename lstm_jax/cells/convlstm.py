@@ -33,7 +33,7 @@ import numpy as np
 
 from lstm_jax.cells.base import CellBase, cast_floats
 from lstm_jax.cells.lstm import LSTMGates, LSTMState
-from lstm_jax.core.checks import Problems
+from lstm_jax.core.checks import Problems, as_batch_shape
 from lstm_jax.core.ops import lead
 
 
@@ -163,7 +163,7 @@ class ConvLSTMCell(CellBase):
 
         ``batch_shape`` is the frame's shape without its channels, ``(..., Hs, Ws)``.
         """
-        shape = (*tuple(batch_shape), self.hidden_size)
+        shape = (*as_batch_shape("ConvLSTMCell.initial_carry", batch_shape), self.hidden_size)
         return LSTMState(h=jnp.zeros(shape, self.param_dtype), c=jnp.zeros(shape, self.param_dtype))
 
     def __call__(

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 from lstm_jax.cells.base import CellBase, cast_floats
 from lstm_jax.core.activations import Activation
+from lstm_jax.core.checks import as_batch_shape
 from lstm_jax.core.initializers import Initializer, gate_blocks
 from lstm_jax.core.ops import lead, matmul
 
@@ -109,7 +110,8 @@ class GRUCell(CellBase):
         )
 
     def initial_carry(self, batch_shape: tuple[int, ...] = ()) -> jax.Array:
-        return jnp.zeros((*tuple(batch_shape), self.hidden_size), self.param_dtype)
+        batch_shape = as_batch_shape("GRUCell.initial_carry", batch_shape)
+        return jnp.zeros((*batch_shape, self.hidden_size), self.param_dtype)
 
     def __call__(self, params: GRUParams, carry: jax.Array, x: jax.Array, *, recurrent_mask=None):
         """One step: ``h_{t-1}: (..., H)``, ``x: (..., I)`` -> ``(h_t, y_t = h_t)``."""

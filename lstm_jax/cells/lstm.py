@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from lstm_jax.cells.base import CellBase, cast_floats
 from lstm_jax.core.activations import Activation
+from lstm_jax.core.checks import as_batch_shape
 from lstm_jax.core.initializers import Initializer, gate_blocks
 from lstm_jax.core.ops import layer_norm, lead, matmul
 
@@ -259,7 +260,7 @@ class LSTMCell(CellBase):
 
     def initial_carry(self, batch_shape: tuple[int, ...] = ()) -> LSTMState:
         """Zero ``LSTMState`` with ``h: (*batch_shape, P)`` and ``c: (*batch_shape, H)``."""
-        batch_shape = tuple(batch_shape)
+        batch_shape = as_batch_shape("LSTMCell.initial_carry", batch_shape)
         return LSTMState(
             h=jnp.zeros((*batch_shape, self.output_size), self.param_dtype),
             c=jnp.zeros((*batch_shape, self.hidden_size), self.param_dtype),

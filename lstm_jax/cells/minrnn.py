@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from lstm_jax.cells.mlstm import no_recurrent_mask
 from lstm_jax.cells.slstm import cast
-from lstm_jax.core.checks import check_size, check_step
+from lstm_jax.core.checks import as_batch_shape, check_size, check_step
 from lstm_jax.core.initializers import Initializer, gate_blocks, resolve_initializer
 from lstm_jax.core.ops import lead
 from lstm_jax.core.validate import check_key
@@ -75,7 +75,8 @@ class _MinCell:
         return MinRNNParams(w_x=w_x, b=jnp.zeros((self.n_blocks * H,), dt))
 
     def initial_carry(self, batch_shape: tuple[int, ...] = ()) -> jax.Array:
-        return jnp.zeros((*tuple(batch_shape), self.hidden_size), self.param_dtype)
+        batch_shape = as_batch_shape(f"{type(self).__name__}.initial_carry", batch_shape)
+        return jnp.zeros((*batch_shape, self.hidden_size), self.param_dtype)
 
     def __call__(
         self, params: MinRNNParams, carry: jax.Array, x: jax.Array, *, recurrent_mask=None

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from lstm_jax.cells.base import check_heads
 from lstm_jax.cells.slstm import cast
-from lstm_jax.core.checks import check_size, check_step
+from lstm_jax.core.checks import as_batch_shape, check_size, check_step
 from lstm_jax.core.initializers import Initializer, gate_blocks, resolve_initializer
 from lstm_jax.core.ops import lead
 from lstm_jax.core.validate import check_key
@@ -150,7 +150,7 @@ class mLSTMCell:
         return mLSTMParams(w_x=w_x, b=b, norm_scale=scale)
 
     def initial_carry(self, batch_shape: tuple[int, ...] = ()) -> mLSTMState:
-        s = self.carry_shapes(tuple(batch_shape))
+        s = self.carry_shapes(as_batch_shape("mLSTMCell.initial_carry", batch_shape))
         return jax.tree.map(lambda shape: jnp.zeros(shape, self.param_dtype), s, is_leaf=_shape)
 
     def __call__(

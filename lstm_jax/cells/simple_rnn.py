@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from lstm_jax.cells.base import CellBase, cast_floats
 from lstm_jax.core.activations import Activation
+from lstm_jax.core.checks import as_batch_shape
 from lstm_jax.core.initializers import Initializer
 from lstm_jax.core.ops import lead, matmul
 
@@ -71,7 +72,8 @@ class SimpleRNNCell(CellBase):
         )
 
     def initial_carry(self, batch_shape: tuple[int, ...] = ()) -> jax.Array:
-        return jnp.zeros((*tuple(batch_shape), self.hidden_size), self.param_dtype)
+        batch_shape = as_batch_shape("SimpleRNNCell.initial_carry", batch_shape)
+        return jnp.zeros((*batch_shape, self.hidden_size), self.param_dtype)
 
     def __call__(
         self, params: SimpleRNNParams, carry: jax.Array, x: jax.Array, *, recurrent_mask=None

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from lstm_jax.cells.base import check_heads
-from lstm_jax.core.checks import check_size, check_step
+from lstm_jax.core.checks import as_batch_shape, check_size, check_step
 from lstm_jax.core.initializers import Initializer, gate_blocks, resolve_initializer
 from lstm_jax.core.ops import lead
 from lstm_jax.core.validate import check_key
@@ -126,7 +126,8 @@ class sLSTMCell:
         return sLSTMParams(w_x=gate_blocks(kinit, k_x, input_size, H, 4, dt), r=r, b=b)
 
     def initial_carry(self, batch_shape: tuple[int, ...] = ()) -> sLSTMState:
-        z = jnp.zeros((*tuple(batch_shape), self.hidden_size), self.param_dtype)
+        batch_shape = as_batch_shape("sLSTMCell.initial_carry", batch_shape)
+        z = jnp.zeros((*batch_shape, self.hidden_size), self.param_dtype)
         return sLSTMState(h=z, c=z, n=z, m=z)
 
     def __call__(

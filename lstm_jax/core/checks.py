@@ -92,6 +92,31 @@ def is_concrete(x: Any) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def as_batch_shape(where: str, batch_shape: Any) -> tuple[int, ...]:
+    """``batch_shape`` as a tuple of ints >= 0 (or ``jax.export``'s symbolic dimensions); an int
+    ``n`` is the batch ``(n,)``."""
+    if isinstance(batch_shape, (int, np.integer)) and not isinstance(batch_shape, bool):
+        batch_shape = (batch_shape,)
+    try:
+        dims = tuple(batch_shape)
+    except TypeError:
+        dims = None
+
+    def dim(d):
+        return (isinstance(d, (int, np.integer)) and not isinstance(d, bool)) or (
+            jax.export.is_symbolic_dim(d)
+        )
+
+    if dims is None or not all(dim(d) for d in dims):
+        raise TypeError(
+            f"`{where}`: `batch_shape` must be a tuple of ints (the input's shape without its "
+            f"last axis, e.g. `(batch,)`) or an int; got {batch_shape!r}."
+        )
+    if any(isinstance(d, (int, np.integer)) and d < 0 for d in dims):
+        raise ValueError(f"`{where}`: `batch_shape` must not be negative; got {dims}.")
+    return tuple(int(d) if isinstance(d, (int, np.integer)) else d for d in dims)
+
+
 def _is_shape(s: Any) -> bool:
     """A shape is a plain tuple of ints or symbolic dimensions (``jax.export``'s shape
     polymorphism), so a params tuple of shapes is not itself a shape."""

@@ -50,7 +50,8 @@ class Cell(Protocol):
         ...
 
     def initial_carry(self, batch_shape: tuple[int, ...] = ()) -> Carry:
-        """The zero carry for one step's input of shape ``(*batch_shape, input_size)``."""
+        """The zero carry for one step's input of shape ``(*batch_shape, input_size)``
+        (the built-in cells also take an int ``n`` for ``(n,)``)."""
         ...
 
     def __call__(self, params: Params, carry: Carry, x: jax.Array) -> tuple[Carry, jax.Array]:

@@ -20,8 +20,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from lstm_jax.core.checks import Problems, check_size, is_array
+from lstm_jax.core.checks import Problems, check_size, is_array, is_concrete
 from lstm_jax.layers.xlstm_blocks import (
     check_embedding,
     check_heads,
@@ -185,6 +186,13 @@ class xLSTMLM:
         if not is_array(ids) or not jnp.issubdtype(ids.dtype, jnp.integer) or ids.ndim < 1:
             got = f"dtype={ids.dtype}, shape={ids.shape}" if is_array(ids) else type(ids).__name__
             p.type(f"`ids` must be an integer array (..., T) of token ids; got {got}.")
+        elif is_concrete(ids) and ids.size:  # `take` would clip or fill: a silent wrong token
+            lo, hi = int(np.min(ids)), int(np.max(ids))
+            if lo < 0 or hi >= self.vocab_size:
+                p.value(
+                    f"`ids` must lie in [0, vocab_size={self.vocab_size}); got values from {lo} "
+                    f"to {hi}."
+                )
         p.raise_if_any()
         xs = jnp.take(params.embedding, ids, axis=0)  # (..., T, E)
         carry, h = self.stack.apply(params.stack, xs)
