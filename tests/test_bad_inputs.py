@@ -567,6 +567,22 @@ DATA = [
     case("copy_task", lambda t: ld.copy_task(0, 0, 10), ValueError, r"`n` must be >= 1; got 0"),
     case("sine_classification", lambda t: ld.sine_classification("a", 4, 10), TypeError, r"key"),
     case("synthetic_series", lambda t: ld.synthetic_series(0, 0), ValueError, r">= "),
+    case("synthetic_series", lambda t: ld.synthetic_series(0, 9, noise=-1), ValueError, r"`noise`"),
+    case("text_stream", lambda t: ld.text_stream(np.arange(9), 0), ValueError, r"`batch_size` mu"),
+    case("text_stream", lambda t: ld.text_stream(np.ones((3, 3), int), 2), ValueError, r"1-D"),
+    case("text_stream", lambda t: ld.text_stream(np.ones(9), 2), TypeError, r"integer token ids"),
+    case(
+        "normalize",
+        lambda t: ld.normalize(ld.fit_normalizer(np.ones((4, 2))), np.ones((3, 2)), columns=[5]),
+        ValueError,
+        r"`normalize`: `columns` \[5\] out of range for a normalizer of 2 features",
+    ),
+    case(
+        "denormalize",
+        lambda t: ld.denormalize(ld.fit_normalizer(np.ones((4, 2))), np.ones((3, 5))),
+        ValueError,
+        r"`denormalize`: `x` must have 2 features on its last axis",
+    ),
 ]
 
 

@@ -11,6 +11,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from lstm_jax.core.validate import check_float
 from lstm_jax.data.keys import as_key, check_count
 
 
@@ -172,6 +173,7 @@ def synthetic_series(
     check_count(where, "n_features", n_features)
     if not period > 0:
         raise ValueError(f"`{where}`: `period` must be > 0; got {period!r}.")
+    check_float(where, "noise", noise, low=0.0)
     k_phase, k_eps = jax.random.split(key)
     phase = jax.random.uniform(k_phase, (1, n_features), jnp.float32, 0.0, 2 * math.pi)
     t = jnp.arange(length, dtype=jnp.float32)[:, None]  # (length, 1)

@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from lstm_jax.core.validate import check_int
+
 
 class Vocab(NamedTuple):
     """The characters of a corpus; token ``k`` is ``chars[k]``."""
@@ -67,7 +69,19 @@ def text_stream(tokens, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     Returns:
       ``(inputs, targets)``, each ``(B, N)`` int32 with ``N = (len(tokens) - 1) // B``.
     """
-    tokens = np.asarray(tokens, np.int32)
+    check_int("text_stream", "batch_size", batch_size)
+    raw = np.asarray(tokens)
+    if raw.ndim != 1:
+        raise ValueError(
+            f"`text_stream`: `tokens` must be 1-D, one token id per position; got shape "
+            f"{raw.shape}."
+        )
+    if raw.size and not np.issubdtype(raw.dtype, np.integer):
+        raise TypeError(
+            "`text_stream`: `tokens` must be integer token ids (e.g. `vocab.encode(text)`); got "
+            f"dtype={raw.dtype}."
+        )
+    tokens = raw.astype(np.int32)
     n = (len(tokens) - 1) // batch_size
     if n < 1:
         raise ValueError(

@@ -59,20 +59,43 @@ def fit_normalizer(series) -> Normalizer:
 
 def normalize(norm: Normalizer, x, columns: Sequence[int] | None = None) -> np.ndarray:
     """``(x - mean) / std`` over the last axis (restricted to ``columns`` when given)."""
-    mean, std = _select(norm, columns)
+    mean, std = _select(norm, columns, x, "normalize")
     return ((np.asarray(x, np.float32) - mean) / std).astype(np.float32)
 
 
 def denormalize(norm: Normalizer, x, columns: Sequence[int] | None = None) -> np.ndarray:
     """Inverse of :func:`normalize`."""
-    mean, std = _select(norm, columns)
+    mean, std = _select(norm, columns, x, "denormalize")
     return (np.asarray(x, np.float32) * std + mean).astype(np.float32)
 
 
-def _select(norm: Normalizer, columns):
-    if columns is None:
-        return norm.mean, norm.std
-    return norm.mean[list(columns)], norm.std[list(columns)]
+def _select(norm: Normalizer, columns, x, where):
+    """The statistics of ``columns`` (all when None), checked against ``x``'s last axis."""
+    if not isinstance(norm, Normalizer):
+        raise TypeError(
+            f"`{where}`: `norm` must be a Normalizer (from `fit_normalizer`); got "
+            f"{type(norm).__name__}."
+        )
+    f = len(norm.mean)
+    if columns is not None:
+        cols = list(columns)
+        if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in cols):
+            raise TypeError(f"`{where}`: `columns` must be feature positions (ints); got {cols}.")
+        bad = [c for c in cols if not -f <= c < f]
+        if bad:
+            raise ValueError(
+                f"`{where}`: `columns` {bad} out of range for a normalizer of {f} features."
+            )
+        mean, std = norm.mean[cols], norm.std[cols]
+    else:
+        mean, std = norm.mean, norm.std
+    shape = np.shape(x)
+    if len(mean) != 1 and (not shape or shape[-1] != len(mean)):
+        raise ValueError(
+            f"`{where}`: `x` must have {len(mean)} features on its last axis (the "
+            f"normalizer's{'' if columns is None else ' selected'} columns); got shape {shape}."
+        )
+    return mean, std
 
 
 def sliding_windows(
