@@ -158,6 +158,7 @@ def one_line_error(code, err, want_code, match):
         (["train", "--task", "charlm", "--text", "/no.txt"], 1, "text file not found: /no.txt"),
         (["train", "--task", "adding", "--text", "x"], 1, "--text applies to --task charlm"),
         (["evaluate", "/nonexistent"], 1, "checkpoint file not found"),
+        (["train", "--columns", "sst"], 1, "--columns/--index-column choose what to read from a"),
     ],
 )
 def test_bad_arguments_and_files(argv, code, match, capsys):

@@ -126,6 +126,12 @@ def _train_config(args) -> dict:
         raise ValueError(f"--text applies to --task charlm, not {args.task}.")
     if cfg["task"] == "forecast" and cfg["data"] not in ("elnino", "co2"):
         cfg["data"] = str(Path(cfg["data"]).resolve())
+    elif cfg["task"] == "forecast" and (args.columns or args.index_column is not None):
+        # a built-in series has its own columns: the option would be ignored
+        raise ValueError(
+            f"--columns/--index-column choose what to read from a CSV given with --data; the "
+            f"built-in series {cfg['data']!r} has its own."
+        )
     return cfg
 
 
