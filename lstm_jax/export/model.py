@@ -9,6 +9,7 @@ command are all of this shape, and :func:`as_recurrent_model` rewrites them into
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -141,7 +142,7 @@ def output_path(path: Any) -> Path:
 
 def input_file(where: str, path: Any) -> Path:
     """``path`` as a Path to an existing file, else a ``FileNotFoundError`` naming it."""
-    if not isinstance(path, (str, Path)):
+    if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"`{where}`: `path` must be a str or Path; got {type(path).__name__}.")
     path = Path(path)
     if not path.is_file():

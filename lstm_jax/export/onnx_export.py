@@ -74,7 +74,8 @@ def to_onnx(
       initial_state: add inputs ``h0_<l>`` (and ``c0_<l>`` for LSTMs), each
         ``(directions, batch, H)``, the operators' ``initial_h``/``initial_c``.
       opset: the ONNX opset to declare (13 or later).
-      input_size: features of the input (read from the params when None).
+      input_size: features of the input (read from the params when None; when given, it
+        must equal theirs).
 
     The graph's inputs are ``x`` (``(batch, time, I)``, or ``(time, batch, I)`` when the stack
     is time-major; ``tokens``, int64 ``(batch, time)``, for a model with ``vocab_size``), then

@@ -39,7 +39,8 @@ def to_stablehlo(
       layer: as for :func:`lstm_jax.export.to_onnx`.
       params: its params (baked into the artefact).
       path: where to write the bytes (None: only return them).
-      input_size: features of ``xs`` (read from the params when None).
+      input_size: features of ``xs`` (read from the params when None; when given, it
+        must equal theirs).
       lengths: take a second argument, int32 ``(batch,)`` valid lengths. None: only for the
         command's ``Classifier``.
       platforms: backends to lower for (default: this process's backend), e.g.
