@@ -882,8 +882,8 @@ NO_INPUT = {"FitResult", "TrainState", "TrainInfo", "Checkpoint", "CheckpointErr
             "DenseParams"}  # fmt: skip
 # Helpers that the entry points above validate for them (they are called through those).
 THROUGH = {"lstm_equations", "split_gates",  # the LSTM step, checked by LSTMCell.__call__
-           "check_loss", "check_loss_fn", "check_trainable", "check_clip_norm", "first_bad_step",
-           "raise_if_bad",
+           "check_loss", "check_loss_fn", "train_call", "check_trainable", "check_clip_norm",
+           "first_bad_step", "raise_if_bad",
            "mean_metrics", "checkpoint_template", "check_callbacks", "optimizer_with_clipping",
            "num_examples", "take", "split_last", "member_batch_keys", "normalize", "denormalize",
            "as_2d", "copy_task_baseline"}  # fmt: skip

@@ -5,7 +5,6 @@ loops' own options. They run in plain Python on shapes and dtypes (at trace time
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -15,7 +14,7 @@ import numpy as np
 from lstm_jax.core.validate import check_float
 
 
-def check_loss_fn(where: str, loss_fn: Any, call: str, hint: str = "") -> Callable:
+def check_loss_fn(where: str, loss_fn: Any, call: str, hint: str = "") -> None:
     """Refuses a ``loss_fn`` that is not callable, or whose signature cannot take the
     positional arguments of ``call`` (e.g. ``"loss_fn(params, batch)"``), when the step is
     built: a wrong signature would otherwise surface as Python's bare ``missing 1 required
@@ -29,7 +28,7 @@ def check_loss_fn(where: str, loss_fn: Any, call: str, hint: str = "") -> Callab
     try:
         sig = inspect.signature(loss_fn)
     except (TypeError, ValueError):  # builtins, some C wrappers: the call itself will tell
-        return loss_fn
+        return
     n = call.count(",") + 1
     try:
         sig.bind(*range(n))
@@ -39,7 +38,6 @@ def check_loss_fn(where: str, loss_fn: Any, call: str, hint: str = "") -> Callab
             f"`{where}`: `loss_fn` is called as `{call}`, which `{name}{sig}` does not accept "
             f"({e}).{hint}"
         ) from None
-    return loss_fn
 
 
 def check_loss(where: str, loss: Any) -> None:

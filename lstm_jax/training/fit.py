@@ -42,12 +42,12 @@ from lstm_jax.training.checks import (
 from lstm_jax.training.options import Checkpointing, FitConfig
 from lstm_jax.training.place import jit_steps, place
 from lstm_jax.training.step import (
-    BATCH_WHOLE,
     EVAL_WITHOUT_KEY,
     TrainState,
     init_train_state,
     make_eval_step,
     make_train_step,
+    train_call,
 )
 
 
@@ -128,8 +128,7 @@ def fit(
     if val_data is not None:
         val_data = jax.tree.map(np.asarray, val_data)
         _count("val_data", val_data)
-    call = "loss_fn(params, batch)" if key is None else "loss_fn(params, batch, key)"
-    check_loss_fn("fit", loss_fn, call, BATCH_WHOLE)
+    check_loss_fn("fit", loss_fn, *train_call(key))
     if val_data is not None:  # evaluated without a key; a loss that needs one is refused now
         check_loss_fn("fit", loss_fn, "loss_fn(params, batch)", EVAL_WITHOUT_KEY)
     train_step = make_train_step(loss_fn, optimizer, key=key)

@@ -64,6 +64,18 @@ def _split_loss(out: Any) -> tuple[jax.Array, dict]:
     return out, {}
 
 
+def train_call(key) -> tuple[str, str]:
+    """How a training step calls ``loss_fn`` (with or without ``key``), and the hint for a
+    signature that cannot take it."""
+    if key is None:
+        return "loss_fn(params, batch)", (
+            " The batch arrives whole (e.g. `(x, y)`): unpack it inside, `x, y = batch`."
+        )
+    return "loss_fn(params, batch, key)", (
+        " With `key`, the loss also gets the step's key: `def loss_fn(params, batch, key=None)`."
+    )
+
+
 def make_train_step(
     loss_fn: Callable[..., Any],
     optimizer: optax.GradientTransformation,
@@ -98,8 +110,7 @@ def make_train_step(
             "`make_train_step`: `optimizer` must be an optax.GradientTransformation; got "
             f"{type(optimizer).__name__}."
         )
-    call = "loss_fn(params, batch)" if key is None else "loss_fn(params, batch, key)"
-    check_loss_fn("make_train_step", loss_fn, call, BATCH_WHOLE)
+    check_loss_fn("make_train_step", loss_fn, *train_call(key))
 
     def objective(params, batch, step):
         if key is None:
@@ -125,7 +136,6 @@ def make_train_step(
     return step
 
 
-BATCH_WHOLE = " The batch arrives whole (e.g. `(x, y)`): unpack it inside, `x, y = batch`."
 EVAL_WITHOUT_KEY = (
     " Evaluation passes no key: give it a default, e.g. `def loss_fn(params, batch, key=None)`,"
     " and skip dropout when it is None."
